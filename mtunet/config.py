@@ -1,0 +1,113 @@
+"""Building frozen config dataclasses from ``params.yaml`` sections, with clear errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+def _convert(value: Any, annotation: Any, where: str) -> Any:
+    """Coerce YAML values to the annotated type: lists to tuples, ints to floats."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, where)
+            except (TypeError, ValueError) as exc:
+                errors.append(str(exc))
+        raise ValueError(errors[0] if errors else f"{where}: unsupported value {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ValueError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(
+            _convert(v, a, f"{where}[{i}]")
+            for i, (v, a) in enumerate(zip(value, args, strict=True))
+        )
+    if origin is typing.Literal:
+        if value not in args:
+            raise ValueError(f"{where}: must be one of {list(args)}, got {value!r}")
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:
+    """Build the frozen dataclass ``cls`` from a mapping, e.g. a ``params.yaml`` section.
+
+    Args:
+        cls: A dataclass type whose fields have defaults for every key ``data`` may omit.
+        data: The mapping (``None`` means all defaults).
+        where: Name of the section for error messages, e.g. ``"model"``.
+
+    Raises:
+        ValueError: Naming ``where.key`` for an unknown key or a value of the wrong type.
+            Range checks live in each dataclass's ``__post_init__``.
+    """
+    data = dict(data or {})
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
+    kwargs = {k: _convert(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A plain dict of a config dataclass (tuples become lists), for JSON and checkpoints."""
+    out = dataclasses.asdict(cfg)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+def load_params(path: str | os.PathLike[str] = "params.yaml") -> dict[str, Any]:
+    """Read ``params.yaml`` with an error naming the file when it is missing or malformed."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: params file not found")
+    try:
+        params = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{p}: not valid YAML ({exc})") from exc
+    if not isinstance(params, dict):
+        raise ValueError(f"{p}: expected a mapping at the top level")
+    return params
+
+
+def check(condition: bool, where: str, message: str) -> None:
+    """Raise ``ValueError(f"{where}: {message}")`` unless ``condition`` holds."""
+    if not condition:
+        raise ValueError(f"{where}: {message}")
