@@ -1,0 +1,215 @@
+"""DDP on CPU (gloo): two processes compute what one process computes on the global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from mtunet import distributed as mdist
+from mtunet.checkpoint import load_checkpoint
+from mtunet.losses import CEDiceLoss
+from mtunet.model import MTUNetConfig
+from mtunet.train import TrainConfig, train
+
+MODEL = MTUNetConfig(width_mult=0.125, img_size=32)
+
+
+def _tiny_dataset(root: Path, n_train: int = 8, n_val: int = 2, num_classes: int = 4) -> Path:
+    """A contract-layout dataset of noisy disks (8 training slices, 2 validation volumes)."""
+    rng = np.random.default_rng(0)
+    size = 32
+    yy, xx = np.mgrid[:size, :size]
+
+    def sample() -> tuple[np.ndarray, np.ndarray]:
+        label = np.zeros((size, size), np.uint8)
+        for c in range(1, num_classes):
+            cy, cx, r = rng.integers(8, size - 8), rng.integers(8, size - 8), rng.integers(3, 7)
+            label[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = c
+        image = label / num_classes + rng.normal(0, 0.05, label.shape)
+        return np.clip(image, 0, 1).astype(np.float32), label
+
+    (root / "train_npz").mkdir(parents=True)
+    (root / "val_vol_h5").mkdir()
+    slices, volumes = [], []
+    for i in range(n_train):
+        name = f"train_npz/case0000_slice{i:03d}.npz"
+        image, label = sample()
+        np.savez(root / name, image=image, label=label)
+        slices.append(name)
+    for v in range(n_val):
+        pairs = [sample() for _ in range(2)]
+        name = f"val_vol_h5/case{v + 1:04d}.npy.h5"
+        with h5py.File(root / name, "w") as f:
+            f["image"] = np.stack([p[0] for p in pairs])
+            f["label"] = np.stack([p[1] for p in pairs])
+        volumes.append(name)
+    manifest = {
+        "name": "acdc",
+        "source": "raw",
+        "modality": "MR",
+        "num_classes": num_classes,
+        "class_names": ["background", "rv", "myo", "lv"][:num_classes],
+        "preprocessing": {"kind": "minmax"},
+        "splits": {
+            "train": {"cases": ["case0000"], "slices": slices},
+            "val": {"cases": [v[11:19] for v in volumes], "slices": [], "volumes": volumes},
+            "test": {"cases": [], "volumes": []},
+        },
+    }
+    (root / "dataset.json").write_text(json.dumps(manifest, sort_keys=True))
+    return root / "dataset.json"
+
+
+# ------------------------------------------------------------------ building blocks
+
+
+def _blocks_worker(rank: int, world: int, path: str) -> None:
+    """Rank ``rank`` runs half of a batch through sync BN + the global Dice loss."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)
+        x = torch.randn(4, 3, 6, 6, dtype=torch.float64)
+        y = torch.randint(0, 3, (4, 6, 6))
+        net = nn.Sequential(nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)).double()
+        net = mdist.convert_sync_batchnorm(net, "cpu")
+        assert isinstance(net[1], mdist.CPUSyncBatchNorm)
+        part = slice(2 * rank, 2 * rank + 2)
+        logits = net(x[part])
+        loss = CEDiceLoss(3, reduce_sums=mdist.all_reduce_sum)(logits, y[part])
+        loss.backward()
+        grads = [p.grad.clone() for p in net.parameters()]
+        for g in grads:  # what DDP does: average the gradients
+            dist.all_reduce(g)
+            g /= world
+        value = mdist.mean_over_processes(float(loss.detach()), torch.device("cpu"))
+        if rank == 0:
+            torch.save(
+                {
+                    "loss": value,
+                    "grads": grads,
+                    "running_mean": net[1].running_mean,
+                    "running_var": net[1].running_var,
+                },
+                path,
+            )
+    finally:
+        dist.destroy_process_group()
+
+
+def test_sync_batchnorm_and_global_dice_match_one_process(tmp_path: Path) -> None:
+    out = tmp_path / "ddp.pt"
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(mdist.free_port())
+    mp.spawn(_blocks_worker, args=(2, str(out)), nprocs=2, join=True)
+    ddp = torch.load(out, weights_only=True)
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 6, 6, dtype=torch.float64)
+    y = torch.randint(0, 3, (4, 6, 6))
+    net = nn.Sequential(nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)).double()
+    loss = CEDiceLoss(3)(net(x), y)
+    loss.backward()
+    assert ddp["loss"] == pytest.approx(float(loss.detach()), rel=1e-12)
+    for g_ddp, p in zip(ddp["grads"], net.parameters(), strict=True):
+        torch.testing.assert_close(g_ddp, p.grad, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ddp["running_mean"], net[1].running_mean)
+    torch.testing.assert_close(ddp["running_var"], net[1].running_var)
+
+
+def test_plain_module_outside_a_process_group_is_batchnorm() -> None:
+    bn = mdist.CPUSyncBatchNorm(3)
+    ref = nn.BatchNorm2d(3)
+    x = torch.randn(2, 3, 4, 4)
+    torch.testing.assert_close(bn(x), ref(x))
+    assert mdist.all_reduce_sum(x) is x
+    assert set(bn.state_dict()) == set(ref.state_dict())
+
+
+# ------------------------------------------------------------------ whole training runs
+
+
+def _cfg(**kw: Any) -> TrainConfig:
+    base: dict[str, Any] = {
+        "preset": "transunet",  # SGD: weight differences track gradient differences
+        "epochs": 2,
+        "batch_size": 4,
+        "lr": 0.05,
+        "device": "cpu",
+        "progress": False,
+        "seed": 3,
+        "selection": "best_val",
+    }
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
+    manifest = _tiny_dataset(tmp_path / "data")
+    one = train(_cfg(), MODEL, manifest, tmp_path / "one", None)
+    two = train(_cfg(devices=2), MODEL, manifest, tmp_path / "two", tmp_path / "live")
+    assert two["world_size"] == 2 and two["batch_size_per_process"] == 2
+    assert one["world_size"] == 1 and one["batch_size_per_process"] == 4
+    assert two["global_step"] == one["global_step"] == 4
+    # Only rank 0 wrote: one train.json, one set of logs.
+    assert (tmp_path / "two" / "train.json").is_file()
+    assert (tmp_path / "live" / "plots" / "metrics" / "train" / "loss.tsv").is_file()
+
+    w1 = load_checkpoint(tmp_path / "one" / "last.pt")["model"]
+    w2 = load_checkpoint(tmp_path / "two" / "last.pt")["model"]
+    init = _initial_weights()
+    moved = max(float((w1[k] - init[k]).abs().max()) for k in w1 if w1[k].is_floating_point())
+    diff = max(float((w1[k] - w2[k]).abs().max()) for k in w1 if w1[k].is_floating_point())
+    # Float rounding only (sums in a different order): far below how far training moved
+    # the weights. Unsynchronised BatchNorm/Dice or wrong sampling give ~1e-2 here.
+    assert moved > 1e-2
+    assert diff < 1e-4, f"DDP weights differ by {diff} (training moved them by {moved})"
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], rtol=1e-3, atol=1e-4)
+    # Losses per step and validation Dice agree too.
+    for h1, h2 in zip(one["history"], two["history"], strict=True):
+        assert h2["loss"] == pytest.approx(h1["loss"], rel=1e-4)
+        assert h2["val_dice"] == pytest.approx(h1["val_dice"], abs=1e-3)
+    assert two["selection"]["epoch"] == one["selection"]["epoch"]
+
+
+def _initial_weights() -> dict[str, torch.Tensor]:
+    from mtunet.model import MTUNet
+
+    torch.manual_seed(3)
+    return MTUNet(MTUNetConfig(width_mult=0.125, img_size=32, num_classes=4)).state_dict()
+
+
+def test_batch_must_divide_across_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under torchrun's environment a global batch of 3 cannot be split over 2 ranks."""
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = _tiny_dataset(Path(tmp) / "data")
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("RANK", "0")
+        monkeypatch.setenv("LOCAL_RANK", "0")
+        monkeypatch.setattr(mdist, "init_process_group", lambda info, device_type: None)
+        monkeypatch.setattr(mdist, "destroy_process_group", lambda: None)
+        with pytest.raises(ValueError, match="batch_size: the global batch 3 must be divisible"):
+            train(_cfg(batch_size=3), MODEL, manifest, Path(tmp) / "out", None)
+
+
+def test_bad_torchrun_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "5")
+    with pytest.raises(ValueError, match="rank 5 outside a world of 2"):
+        mdist.env_info()
+    monkeypatch.setenv("RANK", "x")
+    with pytest.raises(ValueError, match="not integers"):
+        mdist.env_info()

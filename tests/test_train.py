@@ -1,0 +1,328 @@
+"""Training: presets, determinism, resume, model selection, logging, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from mtunet.checkpoint import load_checkpoint, model_from_checkpoint
+from mtunet.model import MTUNetConfig
+from mtunet.train import TrainConfig, poly_lr, train
+
+MODEL = MTUNetConfig(width_mult=0.125, img_size=32)
+
+
+def make_dataset(
+    root: Path,
+    n_train: int = 8,
+    n_val_volumes: int = 2,
+    num_classes: int = 4,
+    size: int = 40,
+    seed: int = 0,
+) -> Path:
+    """Write a tiny preprocessed dataset (contract layout) with disks of each class."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+
+    def sample() -> tuple[np.ndarray, np.ndarray]:
+        label = np.zeros((size, size), np.uint8)
+        for c in range(1, num_classes):
+            cy, cx, r = rng.integers(8, size - 8), rng.integers(8, size - 8), rng.integers(3, 7)
+            label[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = c
+        image = label.astype(np.float32) / num_classes
+        image += rng.normal(0, 0.05, image.shape).astype(np.float32)
+        return np.clip(image, 0, 1).astype(np.float32), label
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "train_npz").mkdir(exist_ok=True)
+    (root / "val_vol_h5").mkdir(exist_ok=True)
+    slices = []
+    for i in range(n_train):
+        image, label = sample()
+        name = f"train_npz/case{i // 4:04d}_slice{i % 4:03d}.npz"
+        np.savez(root / name, image=image, label=label)
+        slices.append(name)
+    volumes = []
+    for v in range(n_val_volumes):
+        pairs = [sample() for _ in range(3)]
+        name = f"val_vol_h5/case{100 + v:04d}.npy.h5"
+        with h5py.File(root / name, "w") as f:
+            f["image"] = np.stack([p[0] for p in pairs])
+            f["label"] = np.stack([p[1] for p in pairs])
+            f.attrs["spacing"] = (5.0, 1.0, 1.0)
+        volumes.append(name)
+    manifest = {
+        "name": "acdc",
+        "source": "raw",
+        "modality": "MR",
+        "num_classes": num_classes,
+        "class_names": ["background"] + [f"c{c}" for c in range(1, num_classes)],
+        "preprocessing": {"kind": "minmax"},
+        "splits": {
+            "train": {"cases": sorted({s[10:18] for s in slices}), "slices": slices},
+            "val": {
+                "cases": [v[11:19] for v in volumes],
+                "slices": [],
+                "volumes": volumes,
+            },
+            "test": {"cases": [], "volumes": []},
+        },
+    }
+    (root / "dataset.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return root / "dataset.json"
+
+
+def quick(**kw: Any) -> TrainConfig:
+    base: dict[str, Any] = {
+        "epochs": 2,
+        "batch_size": 4,
+        "lr": 1e-3,
+        "device": "cpu",
+        "progress": False,
+        "seed": 7,
+    }
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["model"]
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+# ---------------------------------------------------------------------------- config
+
+
+def test_presets_and_overrides() -> None:
+    m = TrainConfig().resolved()
+    assert (m.optimizer, m.lr, m.weight_decay, m.batch_size, m.epochs, m.momentum) == (
+        "adam",
+        1e-4,
+        1e-4,
+        12,
+        100,
+        None,
+    )
+    t = TrainConfig(preset="transunet").resolved()
+    assert (t.optimizer, t.lr, t.weight_decay, t.batch_size, t.epochs, t.momentum) == (
+        "sgd",
+        0.01,
+        1e-4,
+        24,
+        150,
+        0.9,
+    )
+    o = TrainConfig(preset="transunet", lr=0.05, batch_size=8).resolved()
+    assert (o.lr, o.batch_size, o.epochs) == (0.05, 8, 150)
+    assert TrainConfig(optimizer="sgd").resolved().momentum == 0.9
+    assert TrainConfig().seed == 1234 and TrainConfig().poly_power == 0.9
+    cfg = TrainConfig.from_dict({"preset": "transunet", "img_size": [64, 96], "lr": 1}, "train")
+    assert cfg.img_size == (64, 96) and cfg.lr == 1.0
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"lr": 0}, "train.lr"),
+        ({"lr": -1e-3}, "train.lr"),
+        ({"weight_decay": -1}, "train.weight_decay"),
+        ({"batch_size": 0}, "train.batch_size"),
+        ({"epochs": 0}, "train.epochs"),
+        ({"momentum": 0.9}, "train.momentum"),  # Adam has no momentum
+        ({"optimizer": "sgd", "momentum": 1.5}, "train.momentum"),
+        ({"seed": -1}, "train.seed"),
+        ({"device": "gpu"}, "train.device"),
+        ({"devices": 0}, "train.devices"),
+        ({"val_every": 0}, "train.val_every"),
+        ({"img_size": 30}, "train.img_size"),
+        ({"selection": "test"}, "train.selection"),
+        ({"preset": "unet"}, "train.preset"),
+        ({"num_workers": -1}, "train.num_workers"),
+        ({"max_steps_per_epoch": 0}, "train.max_steps_per_epoch"),
+        ({"lr": "fast"}, "train.lr"),
+        ({"bogus": 1}, "bogus"),
+    ],
+)
+def test_bad_params_name_the_field(values: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValueError, match=field.split(".")[-1]) as info:
+        TrainConfig.from_dict(values, "train")
+    assert field.split(".")[-1] in str(info.value)
+
+
+def test_poly_schedule() -> None:
+    assert poly_lr(0.01, 0, 100, 0.9) == 0.01
+    assert poly_lr(0.01, 50, 100, 0.9) == pytest.approx(0.01 * 0.5**0.9)
+    assert 0 < poly_lr(0.01, 99, 100, 0.9) < 0.01 * 0.02
+
+
+# ---------------------------------------------------------------------------- runs
+
+
+def test_train_outputs_determinism_and_logs(tmp_path: Path) -> None:
+    manifest = make_dataset(tmp_path / "data")
+    out1, live1 = tmp_path / "run1", tmp_path / "live1"
+    res = train(quick(), MODEL, manifest, out1, live1)
+
+    # Outputs and what they say.
+    assert {p.name for p in out1.iterdir()} == {"model.pt", "last.pt", "train.json"}
+    saved = json.loads((out1 / "train.json").read_text())
+    assert saved["selection"]["rule"] == "best_val"  # auto + validation volumes
+    assert saved["selection"]["split"] == "val"
+    assert saved["selection"]["epoch"] in (1, 2)
+    assert saved["model_config"]["num_classes"] == 4  # from the dataset, not the model's 9
+    assert saved["train_config"]["optimizer"] == "adam"  # resolved preset
+    assert saved["global_step"] == 4 and saved["steps_per_epoch"] == 2
+    assert [h["epoch"] for h in saved["history"]] == [1, 2]
+    assert all(0.0 <= h["val_dice"] <= 1.0 for h in saved["history"])
+    assert res["selection"] == saved["selection"]
+    best = max(saved["history"], key=lambda h: h["val_dice"])
+    assert saved["selection"]["val_dice"] == best["val_dice"]
+
+    model_ck = load_checkpoint(out1 / "model.pt")
+    assert model_ck["optimizer"] is None and model_ck["rng"] is None
+    assert model_ck["selection"]["epoch"] == saved["selection"]["epoch"]
+    assert model_ck["epoch"] == saved["selection"]["epoch"]
+    assert model_ck["data"]["num_classes"] == 4 and model_ck["data"]["img_size"] == [32, 32]
+    last_ck = load_checkpoint(out1 / "last.pt")
+    assert last_ck["epoch"] == 2 and last_ck["optimizer"]["state"]
+    model, _ = model_from_checkpoint(out1 / "model.pt")
+    assert model.config.num_classes == 4
+
+    # DVCLive: per-step loss and lr, per-epoch loss and val Dice, params.
+    metrics = live1 / "plots" / "metrics"
+    loss_rows = (metrics / "train" / "loss.tsv").read_text().splitlines()
+    col = loss_rows[0].split("\t").index("step")
+    assert [r.split("\t")[col] for r in loss_rows[1:]] == ["1", "2", "3", "4"]
+    assert len((metrics / "train" / "lr.tsv").read_text().splitlines()) == 5
+    assert len((metrics / "train" / "epoch_loss.tsv").read_text().splitlines()) == 3
+    assert len((metrics / "val" / "dice.tsv").read_text().splitlines()) == 3
+    assert "optimizer: adam" in (live1 / "params.yaml").read_text()
+    assert not (live1 / "dvc.yaml").exists()
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _interrupt_at_call(monkeypatch: pytest.MonkeyPatch, n: int, exc: Exception) -> None:
+    """Make the n-th loss evaluation raise ``exc`` (a crash or a NaN mid-run)."""
+    import mtunet.losses
+
+    original = mtunet.losses.CEDiceLoss.forward
+    calls = {"n": 0}
+
+    def forward(self: Any, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] == n:
+            if isinstance(exc, FloatingPointError):
+                return original(self, logits, target) * float("nan")
+            raise exc
+        return original(self, logits, target)
+
+    monkeypatch.setattr(mtunet.losses.CEDiceLoss, "forward", forward)
+
+
+@pytest.mark.slow
+def test_same_params_same_weights(tmp_path: Path) -> None:
+    manifest = make_dataset(tmp_path / "data", n_val_volumes=0)
+    train(quick(), MODEL, manifest, tmp_path / "run1", None)
+    train(quick(), MODEL, manifest, tmp_path / "run2", None)
+    w1 = weights(tmp_path / "run1" / "last.pt")
+    assert_same_weights(w1, weights(tmp_path / "run2" / "last.pt"))
+    # A different seed gives different weights (the comparison can fail).
+    train(quick(seed=8), MODEL, manifest, tmp_path / "run3", None)
+    w3 = weights(tmp_path / "run3" / "last.pt")
+    assert any(not torch.equal(w1[k], w3[k]) for k in w1)
+
+
+@pytest.mark.slow
+def test_resume_is_bit_identical(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    manifest = make_dataset(tmp_path / "data", n_val_volumes=0)
+    cfg = quick(epochs=3)
+    full = tmp_path / "full"
+    train(cfg, MODEL, manifest, full, None)
+
+    # The same run, killed in epoch 2 (2 steps per epoch: the 4th loss), then restarted.
+    part, live = tmp_path / "part", tmp_path / "live"
+    with monkeypatch.context() as m:
+        _interrupt_at_call(m, 4, _Interrupted("killed"))
+        with pytest.raises(_Interrupted):
+            train(cfg, MODEL, manifest, part, live)
+    assert load_checkpoint(part / "last.pt")["epoch"] == 1
+    assert not (part / "train.json").exists()
+    caplog.set_level(logging.INFO, logger="mtunet.train")
+    # num_workers does not change results, so it may differ on restart.
+    res = train(dataclasses.replace(cfg, num_workers=1), MODEL, manifest, part, live)
+    assert res["resumed_from_epoch"] == 1
+    assert "resuming from" in caplog.text
+    assert_same_weights(weights(full / "last.pt"), weights(part / "last.pt"))
+    assert_same_weights(weights(full / "model.pt"), weights(part / "model.pt"))
+    full_opt = load_checkpoint(full / "last.pt")["optimizer"]["state"]
+    part_opt = load_checkpoint(part / "last.pt")["optimizer"]["state"]
+    assert all(torch.equal(full_opt[i]["exp_avg_sq"], part_opt[i]["exp_avg_sq"]) for i in full_opt)
+    assert res["selection"] == {"rule": "last", "epoch": 3, "val_dice": None, "split": None}
+    # The DVCLive history continues without the steps of the killed epoch twice.
+    rows = (live / "plots/metrics/train/loss.tsv").read_text().splitlines()
+    col = rows[0].split("\t").index("step")
+    steps = [r.split("\t")[col] for r in rows[1:]]
+    assert steps == [str(s) for s in range(1, 7)]
+
+    # Different params: no silent resume, a warning and a fresh run.
+    caplog.clear()
+    res2 = train(dataclasses.replace(cfg, lr=5e-4, epochs=1), MODEL, manifest, part, None)
+    assert res2["resumed_from_epoch"] is None
+    assert "different parameters" in caplog.text and "train.lr" in caplog.text
+
+
+def test_non_finite_loss_stops_and_keeps_last_good(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = make_dataset(tmp_path / "data", n_val_volumes=0)
+    out = tmp_path / "run"
+    _interrupt_at_call(monkeypatch, 3, FloatingPointError())  # epoch 2, step 1
+    with pytest.raises(FloatingPointError, match=r"non-finite loss \(nan\) at epoch 2, step 1/2"):
+        train(quick(epochs=3), MODEL, manifest, out, None)
+    last = load_checkpoint(out / "last.pt")
+    assert last["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+    assert not (out / "train.json").exists()
+
+
+def test_selection_rules_and_bad_input(tmp_path: Path) -> None:
+    no_val = make_dataset(tmp_path / "noval", n_val_volumes=0)
+    with pytest.raises(ValueError, match="selection: 'best_val' needs validation volumes"):
+        train(quick(selection="best_val", epochs=1), MODEL, no_val, tmp_path / "a", None)
+    with pytest.raises(FileNotFoundError):
+        train(quick(epochs=1), MODEL, tmp_path / "missing", tmp_path / "c", None)
+
+
+def test_selection_last_with_validation_split(tmp_path: Path) -> None:
+    manifest = make_dataset(tmp_path / "data", n_train=4)
+    res = train(
+        quick(epochs=2, selection="last", img_size=[40, 40], max_steps_per_epoch=1),
+        MODEL,
+        manifest,
+        tmp_path / "run",
+        None,
+    )
+    assert res["selection"]["rule"] == "last" and res["selection"]["epoch"] == 2
+    assert res["selection"]["val_dice"] == res["history"][-1]["val_dice"] is not None
+    assert res["steps_per_epoch"] == 1
+    ck = load_checkpoint(tmp_path / "run" / "model.pt")
+    assert ck["model_config"]["img_size"] == [40, 40] and ck["epoch"] == 2
