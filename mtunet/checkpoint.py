@@ -8,12 +8,15 @@ A checkpoint is a dict of plain Python types and tensors, so that
      "data": {"dataset", "num_classes", "class_names", "in_channels", "modality",
               "preprocessing", "img_size", ...},
      "epoch": completed epochs, "global_step": optimizer steps taken,
-     "model": state_dict, "optimizer": state_dict or None, "rng": {...} or None,
+     "model": state_dict, "optimizer": state_dict or None,
+     "rng": {"torch": [CPU RNG state per rank], "cuda": [CUDA RNG state per rank]} or None,
+     "best_model": state_dict of the best validation epoch or None,
      "selection": {"rule": "last" | "best_val", "epoch": n, "val_dice": float | None},
      ...}
 
-``last.pt`` (the resume state) carries the optimizer and RNG states; ``model.pt`` (the
-selected weights, for inference) has ``"optimizer": None`` and ``"rng": None``.
+``last.pt`` (the resume state) carries the optimizer and RNG states (and the best
+validation weights); ``model.pt`` (the selected weights, for inference) has
+``"optimizer": None``, ``"rng": None`` and ``"best_model": None``.
 """
 
 from __future__ import annotations

@@ -237,6 +237,10 @@ class EvalConfig:
             or ``"mps"``.
         num_qualitative: Cases shown in the qualitative figure (one slice each; 0 = none).
         split: Manifest split to evaluate (``"test"``, or ``"val"``).
+        threshold_baseline: Also score the intensity-only baseline (each intensity bin
+            gets one class, fitted on the training slices; the better of the two rules of
+            :func:`mtunet.data.synthetic.threshold_baseline_dice`): the bar a model that
+            learnt shape and position must clear. Written as ``threshold_baseline``.
     """
 
     batch_size: int = 16
@@ -246,6 +250,7 @@ class EvalConfig:
     device: str = "auto"
     num_qualitative: int = 3
     split: Literal["test", "val"] = "test"
+    threshold_baseline: bool = True
 
     def __post_init__(self) -> None:
         check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
@@ -497,6 +502,8 @@ def evaluate(
         model_selection=dict(ckpt.get("selection") or {}),
         data_source=data_source if data_source is not None else _data_source(manifest),
     )
+    if cfg.threshold_baseline:
+        summary["threshold_baseline"] = _threshold_baseline(manifest, cfg.split)
 
     with atomic_path(per_case_path) as tmp:
         per_case.to_csv(tmp, index=False)
@@ -515,6 +522,19 @@ def evaluate(
     _remove_stale_predictions(out_dir / "predictions", written)
     write_json(metrics_path, summary)
     return summary
+
+
+def _threshold_baseline(manifest: Any, split: str) -> dict[str, Any] | None:
+    """Mean DSC (%) of the stronger intensity-only rule on ``split`` (None: no train slices)."""
+    from mtunet.data.synthetic import threshold_baseline_dice
+
+    if not manifest.paths("train", "slices"):
+        return None
+    best = max(
+        (threshold_baseline_dice(manifest, rule=rule, split=split) for rule in ("map", "balanced")),
+        key=lambda r: r["dsc"],
+    )
+    return {"dsc": best["dsc"], "per_class": best["per_class"], "rule": best["rule"]}
 
 
 def _remove_stale_predictions(folder: Path, keep: set[str]) -> None:

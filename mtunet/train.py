@@ -3,9 +3,10 @@
 ``train(train_cfg, model_cfg, manifest_path, out_dir, live_dir)`` trains on a preprocessed
 dataset (``dataset.json``) and writes
 
-* ``out_dir/last.pt``: the resume state after every epoch (weights, optimizer, RNG states,
-  history, best-validation tracking), written atomically;
-* ``out_dir/model.pt``: the selected weights (``"optimizer": None``, ``"rng": None``);
+* ``out_dir/last.pt``: the resume state after every epoch (weights, optimizer, RNG states of
+  every process, history, the best-validation epoch and its weights), written atomically;
+* ``out_dir/model.pt``: the selected weights (``"optimizer": None``, ``"rng": None``), written
+  when training ends;
 * ``out_dir/train.json``: resolved configs, the selection rule and epoch, history, timings;
 * DVCLive logs in ``live_dir``: ``train/loss`` and ``train/lr`` per step (DVCLive ``step``
   = optimizer steps taken), ``train/epoch_loss`` and ``val/dice`` per epoch, the resolved
@@ -267,13 +268,13 @@ class TrainConfig:
 
 
 def poly_lr(base_lr: float, step: int, max_steps: int, power: float) -> float:
-    """Learning rate of optimizer step ``step`` (0-based): ``base * (1 - step/max) ** power``.
+    """Learning rate of optimizer step ``step`` (0-based), exactly as the published loop.
 
-    The published loop sets this value right after step ``step`` (so its step ``k`` uses the
-    value for ``k - 1``); here step ``k`` uses the value for ``k``, so the first step runs
-    at ``base_lr`` and the last one at a small positive rate.
+    TransUNet's and MT-UNet's loops set ``base * (1 - k/max) ** power`` right *after* step
+    ``k``, so steps 0 and 1 both run at ``base_lr`` and step ``k >= 1`` at the value for
+    ``k - 1``; the last step runs at a small positive rate.
     """
-    return base_lr * (1.0 - step / max_steps) ** power
+    return base_lr * (1.0 - max(step - 1, 0) / max_steps) ** power
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -653,6 +654,8 @@ class _Trainer:
             "in_channels": in_channels,
             "modality": manifest.modality,
             "preprocessing": dict(manifest.preprocessing),
+            # How volumes were oriented, so `mtunet predict` reads a new scan the same way.
+            "orientation": (manifest.raw.get("source_info") or {}).get("orientation"),
             "img_size": list(self.img_size),
             "n_train_slices": len(self.train_set),
             "n_val_volumes": len(self.val_set) if self.val_set is not None else 0,
@@ -684,8 +687,12 @@ class _Trainer:
         if info.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
+            # The official network has parameters its forward never uses (e.g. the
+            # global-attention ``out`` projection): DDP must be told to look for them.
             self.model: nn.Module = DDP(
-                model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+                model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True,
             )
         else:
             self.model = model
@@ -736,6 +743,9 @@ class _Trainer:
         self.global_step = 0
         self.best_epoch: int | None = None
         self.best_dice: float | None = None
+        # CPU copy of the best-validation weights; also stored in last.pt, so model.pt can
+        # be rebuilt after a resume even when DVC removed it before re-running the stage.
+        self.best_state: dict[str, torch.Tensor] | None = None
         self.history: list[dict[str, Any]] = []
         self.resumed_from: int | None = None
         ck = self.resume_ckpt
@@ -746,6 +756,7 @@ class _Trainer:
             best = ck.get("best") or {}
             self.best_epoch = best.get("epoch")
             self.best_dice = best.get("val_dice")
+            self.best_state = ck.get("best_model")
             self.history = [dict(h) for h in ck.get("history", [])]
             _restore_rng_states(ck["rng"], info.rank, self.device)
             self.resumed_from = self.start_epoch
@@ -778,6 +789,12 @@ class _Trainer:
             if self.info.is_main:
                 logger.warning("%s holds no resume state; starting afresh", last)
             return None
+        if int(ck.get("epoch", 0)) >= int(self.cfg.epochs):  # type: ignore[arg-type]
+            # A finished run is not resumed: DVC reruns this stage when code or data changed,
+            # and the kept last.pt would otherwise hand back the old weights untouched.
+            if self.info.is_main:
+                logger.warning("%s is a finished run; training afresh", last)
+            return None
         diffs = _config_differences(ck, self._expected())
         if diffs:
             if self.info.is_main:
@@ -802,8 +819,17 @@ class _Trainer:
         last_val = self.history[-1].get("val_dice") if self.history else None
         return {"rule": "last", "epoch": epoch, "val_dice": last_val, "split": None}
 
-    def _payload(self, epoch: int, full: bool, rng: dict[str, Any] | None) -> dict[str, Any]:
-        state = {k: v.detach().cpu().clone() for k, v in self.raw_model.state_dict().items()}
+    def _state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().clone() for k, v in self.raw_model.state_dict().items()}
+
+    def _payload(
+        self,
+        epoch: int,
+        full: bool,
+        rng: dict[str, Any] | None,
+        state: dict[str, torch.Tensor] | None = None,
+    ) -> dict[str, Any]:
+        """A checkpoint dict: ``full`` for last.pt (optimizer, RNG, best weights)."""
         return {
             "format": "mtunet-checkpoint",
             "version": 1,
@@ -811,10 +837,12 @@ class _Trainer:
             "train_config": self.cfg.to_dict(),
             "data": self.data_info,
             "epoch": epoch,
-            "global_step": self.global_step,
+            # model.pt of the best epoch: the steps taken up to that epoch.
+            "global_step": self.global_step if state is None else epoch * self.steps_per_epoch,
             "world_size": self.info.world_size,
-            "model": state,
+            "model": state if state is not None else self._state(),
             "optimizer": self.optimizer.state_dict() if full else None,
+            "best_model": self.best_state if full else None,
             "rng": rng if full else None,
             "selection": self._selection(epoch),
             "best": {"epoch": self.best_epoch, "val_dice": self.best_dice},
@@ -883,6 +911,7 @@ class _Trainer:
                 )
                 if new_best:
                     self.best_epoch, self.best_dice = epoch + 1, record["val_dice"]
+                    self.best_state = self._state()
                 rng = _gather_rng_states(self.device)
                 if is_main:
                     if live is not None:
@@ -892,11 +921,6 @@ class _Trainer:
                         if record["val_dice"] is not None:
                             live.log_metric("val/dice", record["val_dice"])
                         live.make_summary()
-                    if new_best:
-                        save_checkpoint(
-                            self.out_dir / "model.pt", self._payload(epoch + 1, False, None)
-                        )
-                    # last.pt after model.pt: a crash in between redoes this epoch.
                     save_checkpoint(self.out_dir / "last.pt", self._payload(epoch + 1, True, rng))
                 if info.distributed:
                     import torch.distributed as dist
@@ -989,18 +1013,16 @@ class _Trainer:
         cfg, info = self.cfg, self.info
         epochs = int(cfg.epochs)  # type: ignore[arg-type]
         if self.rule == "last":
-            selected_epoch = epochs
-            if info.is_main:
-                save_checkpoint(self.out_dir / "model.pt", self._payload(epochs, False, None))
+            selected_epoch, state = epochs, None
         else:
-            selected_epoch = self.best_epoch
-            if info.is_main:
-                model_pt = self.out_dir / "model.pt"
-                if not model_pt.exists():
-                    raise FileNotFoundError(
-                        f"{model_pt}: the best-validation weights (epoch {self.best_epoch}) are "
-                        "missing; delete last.pt to retrain"
-                    )
+            selected_epoch, state = self.best_epoch, self.best_state
+            if state is None:  # cannot happen: the last epoch is always validated
+                raise RuntimeError("selection: no best-validation weights were recorded")
+        if info.is_main:
+            save_checkpoint(
+                self.out_dir / "model.pt",
+                self._payload(int(selected_epoch), False, None, state),  # type: ignore[arg-type]
+            )
         selection = self._selection(epochs)
         result = {
             "model_config": self.model_cfg.to_dict(),

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-# Tests must not spawn more threads than the CI machine has cores.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Tests must not spawn more threads than the CI machine has cores (or OMP_NUM_THREADS says).
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", 0)) or min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ import torch
 
 from mtunet.checkpoint import save_checkpoint
 from mtunet.data import nifti
-from mtunet.data.common import write_h5
+from mtunet.data.common import write_h5, write_npz
 from mtunet.inference import EvalConfig, evaluate, predict_file, predict_volume
 from mtunet.metrics import case_metrics
 from mtunet.model import MTUNet, MTUNetConfig
@@ -64,6 +64,12 @@ def make_dataset(
         write_h5(root / rel, {"image": image, "label": label}, attrs)
         volumes.append(rel)
         cases.append(case)
+    # A few training slices: what the intensity-only baseline is fitted on.
+    label = _label_volume(rng, (3, 32, 32))
+    image = (0.3 * label + 0.2 * rng.random(label.shape)).astype(np.float32)
+    slices = [f"train_npz/case0009_slice{k:03d}.npz" for k in range(3)]
+    for k, rel in enumerate(slices):
+        write_npz(root / rel, {"image": image[k], "label": label[k]})
     manifest = {
         "name": "synapse",
         "source": source,
@@ -72,7 +78,7 @@ def make_dataset(
         "class_names": CLASS_NAMES,
         "preprocessing": PREP,
         "splits": {
-            "train": {"cases": [], "slices": []},
+            "train": {"cases": ["case0009"], "slices": slices},
             "test": {"cases": cases, "volumes": volumes},
         },
     }
@@ -203,6 +209,13 @@ def test_evaluate_outputs_match_direct_computation(study: dict[str, Path]) -> No
     mean_b = df[df["class_id"] == 2]["dice"].mean() * 100
     np.testing.assert_allclose(summary["per_class"]["organ_a"]["dsc"], mean_a, rtol=1e-9)
     np.testing.assert_allclose(summary["dsc"], (mean_a + mean_b) / 2, rtol=1e-9)
+
+    # The intensity-only baseline is the stronger of the two rules, scored on the same split.
+    from mtunet.data.synthetic import threshold_baseline_dice
+
+    rules = [threshold_baseline_dice(study["manifest"], rule=r) for r in ("map", "balanced")]
+    assert summary["threshold_baseline"]["dsc"] == max(r["dsc"] for r in rules)
+    assert set(summary["threshold_baseline"]["per_class"]) == {"organ_a", "organ_b"}
 
 
 def test_constant_model_gives_known_dice(study: dict[str, Path], tmp_path: Path) -> None:

@@ -164,15 +164,17 @@ def test_bad_params_name_the_field(values: dict[str, Any], field: str) -> None:
 
 
 def test_poly_schedule() -> None:
+    # The published loop: steps 0 and 1 at the base rate, then one step behind (1 - k/max).
     assert poly_lr(0.01, 0, 100, 0.9) == 0.01
-    assert poly_lr(0.01, 50, 100, 0.9) == pytest.approx(0.01 * 0.5**0.9)
-    assert 0 < poly_lr(0.01, 99, 100, 0.9) < 0.01 * 0.02
+    assert poly_lr(0.01, 1, 100, 0.9) == 0.01
+    assert poly_lr(0.01, 51, 100, 0.9) == pytest.approx(0.01 * 0.5**0.9)
+    assert poly_lr(0.01, 99, 100, 0.9) == pytest.approx(0.01 * 0.02**0.9)
 
 
 # ---------------------------------------------------------------------------- runs
 
 
-def test_train_outputs_determinism_and_logs(tmp_path: Path) -> None:
+def test_train_outputs_selection_and_logs(tmp_path: Path) -> None:
     manifest = make_dataset(tmp_path / "data")
     out1, live1 = tmp_path / "run1", tmp_path / "live1"
     res = train(quick(), MODEL, manifest, out1, live1)
@@ -253,8 +255,8 @@ def test_same_params_same_weights(tmp_path: Path) -> None:
 def test_resume_is_bit_identical(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    manifest = make_dataset(tmp_path / "data", n_val_volumes=0)
-    cfg = quick(epochs=3)
+    manifest = make_dataset(tmp_path / "data", n_val_volumes=1)
+    cfg = quick(epochs=3)  # auto selection: best validation epoch
     full = tmp_path / "full"
     train(cfg, MODEL, manifest, full, None)
 
@@ -276,16 +278,25 @@ def test_resume_is_bit_identical(
     full_opt = load_checkpoint(full / "last.pt")["optimizer"]["state"]
     part_opt = load_checkpoint(part / "last.pt")["optimizer"]["state"]
     assert all(torch.equal(full_opt[i]["exp_avg_sq"], part_opt[i]["exp_avg_sq"]) for i in full_opt)
-    assert res["selection"] == {"rule": "last", "epoch": 3, "val_dice": None, "split": None}
+    full_json = json.loads((full / "train.json").read_text())
+    assert res["selection"] == full_json["selection"]
+    assert res["selection"]["rule"] == "best_val"
+    assert [h["val_dice"] for h in res["history"]] == [h["val_dice"] for h in full_json["history"]]
     # The DVCLive history continues without the steps of the killed epoch twice.
     rows = (live / "plots/metrics/train/loss.tsv").read_text().splitlines()
     col = rows[0].split("\t").index("step")
     steps = [r.split("\t")[col] for r in rows[1:]]
     assert steps == [str(s) for s in range(1, 7)]
 
+    # A finished run is never resumed (DVC reruns it after a code change): it trains afresh.
+    caplog.clear()
+    again = train(cfg, MODEL, manifest, full, None)
+    assert again["resumed_from_epoch"] is None and "finished run" in caplog.text
+    assert again["epochs_completed"] == 3
+
     # Different params: no silent resume, a warning and a fresh run.
     caplog.clear()
-    res2 = train(dataclasses.replace(cfg, lr=5e-4, epochs=1), MODEL, manifest, part, None)
+    res2 = train(dataclasses.replace(cfg, lr=5e-4, epochs=4), MODEL, manifest, part, None)
     assert res2["resumed_from_epoch"] is None
     assert "different parameters" in caplog.text and "train.lr" in caplog.text
 

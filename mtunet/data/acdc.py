@@ -43,7 +43,6 @@ from mtunet.data.common import (
     check_labels,
     check_same_shape,
     empty_split,
-    manifest_dict,
     normalize,
     prepare_out_dir,
     read_list,
@@ -55,9 +54,9 @@ from mtunet.data.common import (
     volume_case_name,
     write_h5,
     write_list,
+    write_manifest,
     write_npz,
 )
-from mtunet.fileio import write_json
 
 #: MT-UNet's validation and test patients (the other 70 of 001-100 train).
 ACDC_VAL_PATIENTS: tuple[int, ...] = (19, 21, 29, 33, 41, 50, 61, 71, 76, 80)
@@ -290,7 +289,8 @@ def preprocess_raw(cfg: AcdcConfig, raw_dir: Path, out_dir: Path) -> dict[str, A
         "removed_stale_files": removed,
         "lists_dir": "lists_ACDC",
     }
-    manifest = manifest_dict(
+    return write_manifest(
+        out_dir,
         name="acdc",
         source="raw",
         modality="MR",
@@ -300,8 +300,6 @@ def preprocess_raw(cfg: AcdcConfig, raw_dir: Path, out_dir: Path) -> dict[str, A
         stats=stats,
         source_info=info,
     )
-    write_json(out_dir / "dataset.json", manifest)
-    return manifest
 
 
 # --------------------------------------------------------------------------------------
@@ -367,7 +365,8 @@ def index_release(cfg: AcdcConfig, raw_dir: Path, out_dir: Path) -> dict[str, An
         "lists_dir": rel(lists, out_dir),
         "verified": cfg.verify_release,
     }
-    manifest = manifest_dict(
+    return write_manifest(
+        out_dir,
         name="acdc",
         source="release",
         modality="MR",
@@ -377,8 +376,6 @@ def index_release(cfg: AcdcConfig, raw_dir: Path, out_dir: Path) -> dict[str, An
         stats=stats,
         source_info=info,
     )
-    write_json(out_dir / "dataset.json", manifest)
-    return manifest
 
 
 def preprocess_acdc(cfg: AcdcConfig, raw_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from mtunet.fileio import atomic_path, read_json
+from mtunet.fileio import atomic_path, read_json, write_json
 
 SYNAPSE_CLASSES: tuple[str, ...] = (
     "background",
@@ -558,6 +558,16 @@ def manifest_dict(
         "class_voxels": {s: stats.get(s, empty).voxels(class_names) for s in splits},
         "source_info": source_info,
     }
+
+
+def write_manifest(out_dir: Path, **fields: Any) -> dict[str, Any]:
+    """Build the manifest (:func:`manifest_dict` arguments) and write ``out_dir/dataset.json``.
+
+    Written last by every preprocessing path, so its presence marks a complete output folder.
+    """
+    manifest = manifest_dict(**fields)
+    write_json(out_dir / "dataset.json", manifest)
+    return manifest
 
 
 def write_list(path: Path, names: Iterable[str]) -> None:

@@ -45,7 +45,6 @@ from mtunet.data.common import (
     check_labels,
     check_same_shape,
     empty_split,
-    manifest_dict,
     normalize,
     prepare_out_dir,
     read_list,
@@ -57,9 +56,9 @@ from mtunet.data.common import (
     volume_case_name,
     write_h5,
     write_list,
+    write_manifest,
     write_npz,
 )
-from mtunet.fileio import write_json
 
 #: The published 18 training and 12 test cases (TransUNet and successors).
 SYNAPSE_TRAIN_CASES: tuple[int, ...] = (
@@ -300,7 +299,8 @@ def preprocess_raw(cfg: SynapseConfig, raw_dir: Path, out_dir: Path) -> dict[str
         "removed_stale_files": removed,
         "lists_dir": "lists_Synapse",
     }
-    manifest = manifest_dict(
+    return write_manifest(
+        out_dir,
         name="synapse",
         source="raw",
         modality="CT",
@@ -310,8 +310,6 @@ def preprocess_raw(cfg: SynapseConfig, raw_dir: Path, out_dir: Path) -> dict[str
         stats=stats,
         source_info=info,
     )
-    write_json(out_dir / "dataset.json", manifest)
-    return manifest
 
 
 # --------------------------------------------------------------------------------------
@@ -397,7 +395,8 @@ def index_release(cfg: SynapseConfig, raw_dir: Path, out_dir: Path) -> dict[str,
         "verified": cfg.verify_release,
         "missing_cases": missing_val,
     }
-    manifest = manifest_dict(
+    return write_manifest(
+        out_dir,
         name="synapse",
         source="release",
         modality="CT",
@@ -407,8 +406,6 @@ def index_release(cfg: SynapseConfig, raw_dir: Path, out_dir: Path) -> dict[str,
         stats=stats,
         source_info=info,
     )
-    write_json(out_dir / "dataset.json", manifest)
-    return manifest
 
 
 def preprocess_synapse(

@@ -8,17 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-SYNAPSE_ORDER: tuple[str, ...] = (
-    "aorta",
-    "gallbladder",
-    "kidney_left",
-    "kidney_right",
-    "liver",
-    "pancreas",
-    "spleen",
-    "stomach",
-)
-ACDC_ORDER: tuple[str, ...] = ("rv", "myo", "lv")
+from mtunet.data.common import ACDC_CLASSES, SYNAPSE_CLASSES
+
+# Foreground classes in the order the published tables print them (the class ids' order).
+SYNAPSE_ORDER: tuple[str, ...] = SYNAPSE_CLASSES[1:]
+ACDC_ORDER: tuple[str, ...] = ACDC_CLASSES[1:]
 
 
 def _row(

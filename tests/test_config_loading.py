@@ -51,11 +51,11 @@ def test_from_dict_errors_name_the_key(data: dict, message: str) -> None:
 
 
 def test_load_params_errors_name_the_file(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nothere.yaml"):
+    with pytest.raises(FileNotFoundError, match=r"nothere\.yaml"):
         load_params(tmp_path / "nothere.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("a: [1, 2\n")
-    with pytest.raises(ValueError, match="bad.yaml"):
+    with pytest.raises(ValueError, match=r"bad\.yaml"):
         load_params(bad)
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(ValueError, match="mapping"):
