@@ -39,12 +39,20 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("report", help="write reports/report.md, figures and tables")
 
     p = sub.add_parser("predict", help="segment a new NIfTI scan with a trained checkpoint")
-    p.add_argument("--checkpoint", required=True, type=Path, help="mtunet model.pt or an "
-                   "official MT-UNet state dict (then --dataset is required)")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        type=Path,
+        help="mtunet model.pt or an official MT-UNet state dict (then --dataset is required)",
+    )
     p.add_argument("--input", required=True, type=Path, help="scan (.nii or .nii.gz)")
     p.add_argument("--output", required=True, type=Path, help="label map to write (.nii.gz)")
-    p.add_argument("--dataset", choices=stages.DATASETS, default=None,
-                   help="classes and preprocessing for an official checkpoint")
+    p.add_argument(
+        "--dataset",
+        choices=stages.DATASETS,
+        default=None,
+        help="classes and preprocessing for an official checkpoint",
+    )
     p.add_argument("--batch-size", type=int, default=16, help="slices per forward pass")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     return parser

@@ -24,10 +24,11 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
 
 def _tiny_params(params: dict) -> dict:
     """Shrink the quick default further: a pipeline check, not a study."""
-    for ds in params["datasets"].values():
-        ds["phantoms"].update(ds.get("tiny_phantoms", {}))
-    params["train"].update({"epochs": 2})
-    params["model"].update({"width_mult": 0.125})
+    small = {"size": 48, "min_slices": 6, "max_slices": 8}
+    params["datasets"]["synapse"]["phantoms"].update(n_train=2, n_test=2, **small)
+    params["datasets"]["acdc"]["phantoms"].update(n_train=2, n_val=1, n_test=1, **small)
+    params["model"].update(img_size=48, width_mult=0.125)
+    params["train"].update(epochs=2)
     return params
 
 
@@ -83,6 +84,8 @@ def test_dvc_study_end_to_end(tmp_path: Path) -> None:
         assert 0.0 <= metrics["dsc"] <= 100.0
         assert len(metrics["per_class"]) == n_classes
         assert metrics["model_selection"]["rule"] == ("best_val" if ds == "acdc" else "last")
+        assert metrics["data_source"] == "synthetic"
+        assert 0.0 <= metrics["threshold_baseline"]["dsc"] <= 100.0
     report = (study / "reports" / "report.md").read_text()
     assert "Synapse" in report and "ACDC" in report and "published" in report.lower()
     assert any((study / "reports").rglob("*.png"))

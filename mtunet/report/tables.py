@@ -48,8 +48,10 @@ def class_order(metrics: dict[str, Any], dataset: str) -> list[str]:
 
 
 def results_table(dataset: str, metrics: dict[str, Any]) -> pd.DataFrame:
-    """DSC per class: this run's row, then the published rows (real data).
+    """DSC per class: this run's row, its intensity-only baseline, then the published rows.
 
+    The baseline row (when the metrics file has ``threshold_baseline``) is on the same data
+    as this run: the bar that a model which learnt shape and position has to clear.
     Columns: ``method, data, dsc, hd95, <class>...`` (DSC in %, HD95 in voxels).
     """
     classes = class_order(metrics, dataset)
@@ -64,6 +66,17 @@ def results_table(dataset: str, metrics: dict[str, Any]) -> pd.DataFrame:
             **{c: (per_class.get(c) or {}).get("dsc") for c in classes},
         }
     ]
+    baseline = metrics.get("threshold_baseline")
+    if baseline:
+        rows.append(
+            {
+                "method": f"intensity threshold baseline ({baseline.get('rule')})",
+                "data": label,
+                "dsc": baseline.get("dsc"),
+                "hd95": None,
+                **{c: (baseline.get("per_class") or {}).get(c) for c in classes},
+            }
+        )
     for pub in PUBLISHED.get(dataset, []):
         rows.append(
             {
