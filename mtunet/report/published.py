@@ -84,3 +84,20 @@ PUBLISHED_NOTES: dict[str, str] = {
         "reported 91.61 mean DSC after training further."
     ),
 }
+
+
+#: The published training setup (MT-UNet's code, protocol.md), to name where a run differs.
+PAPER_SETUP: dict[str, Any] = {
+    "optimizer": "adam",
+    "lr": 1e-4,
+    "weight_decay": 1e-4,
+    "batch_size": 12,
+    "epochs": 100,
+    "poly_power": 0.9,
+    "img_size": [224, 224],
+    "width_mult": 1.0,
+    "win_size": 4,
+    "gaussian": True,
+    "external_attention": True,
+    "attention": "local_global",
+}

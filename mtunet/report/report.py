@@ -14,7 +14,7 @@ from mtunet.config import check, from_dict, load_params, to_dict
 from mtunet.fileio import read_json, write_text
 from mtunet.report import plots
 from mtunet.report.experiments import collect_experiments, comparison_rows
-from mtunet.report.published import PUBLISHED_NOTES
+from mtunet.report.published import PAPER_SETUP, PUBLISHED_NOTES
 from mtunet.report.tables import (
     class_order,
     data_label,
@@ -283,6 +283,7 @@ def _dataset_section(
         f"- Data: {label}; {metrics.get('n_cases', '?')} test cases evaluated.",
         f"- Split: {_split_text(manifest)}.",
         f"- Model selection: {_selection_text(metrics.get('model_selection'), train_info)}.",
+        f"- Training: {_training_text(train_info)}.",
         f"- Empty-mask convention: {conv}. (case, class) pairs affected: "
         f"ground truth empty {counts.get('gt_empty', 0)}, prediction empty "
         f"{counts.get('pred_empty', 0)}, both empty {counts.get('both_empty', 0)}.",
@@ -337,6 +338,43 @@ def _experiments_section(
         "[`.tex`](tables/experiments.tex).",
         "",
     ]
+
+
+def _training_text(train_info: dict[str, Any] | None) -> str:
+    """This run's optimizer, schedule and network, and where they differ from the paper's."""
+    if not train_info:
+        return "not recorded (no train.json)"
+    tc = train_info.get("train_config") or {}
+    mc = train_info.get("model_config") or {}
+    run = {
+        k: tc.get(k)
+        for k in ("optimizer", "lr", "weight_decay", "batch_size", "epochs", "poly_power")
+    }
+    run.update(
+        {
+            k: mc.get(k)
+            for k in (
+                "img_size",
+                "width_mult",
+                "win_size",
+                "gaussian",
+                "external_attention",
+                "attention",
+            )
+        }
+    )
+    text = (
+        f"{run['optimizer']} lr {run['lr']}, weight decay {run['weight_decay']}, batch "
+        f"{run['batch_size']}, {run['epochs']} epochs, poly decay {run['poly_power']}, loss "
+        f"0.5 CE + 0.5 soft Dice; input {'x'.join(map(str, run['img_size'] or []))}, "
+        f"width_mult {run['width_mult']}"
+    )
+    differs = [f"{k} {run[k]} (paper: {v})" for k, v in PAPER_SETUP.items() if run.get(k) != v]
+    return text + (
+        "; differs from the published setup in " + ", ".join(differs)
+        if differs
+        else "; the published setup"
+    )
 
 
 def build_report(

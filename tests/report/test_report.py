@@ -81,6 +81,17 @@ def _write_dataset(root: Path, ds: str, names: list[str], seed: int) -> dict[str
             "per_class": {n: float(i) for i, n in enumerate(names[1:])},
         }
     write_json(root / "metrics" / f"{ds}.json", metrics)
+    if ds == "synapse":  # what training writes (resolved configs); ACDC goes without
+        write_json(
+            root / "models" / ds / "train.json",
+            {
+                "train_config": {"optimizer": "adam", "lr": 0.001, "weight_decay": 1e-4,
+                                 "batch_size": 12, "epochs": 20, "poly_power": 0.9},
+                "model_config": {"img_size": [96, 96], "width_mult": 0.25, "win_size": 4,
+                                 "gaussian": True, "external_attention": True,
+                                 "attention": "local_global"},
+            },
+        )  # fmt: skip
     (root / "eval" / ds).mkdir(parents=True, exist_ok=True)
     per_case.to_csv(root / "eval" / ds / "per_case.csv", index=False)
     rng = np.random.default_rng(seed)
@@ -207,6 +218,14 @@ def test_report_contents(repo: dict[str, Any]) -> None:
         f"ground truth empty {counts['gt_empty']}, prediction empty {counts['pred_empty']}" in text
     )
     assert f"mean {ws_syn['hd95_mm']:.2f} mm" in text
+    # Where the run's training differs from the published setup, and where it is unknown.
+    assert (
+        "- Training: adam lr 0.001, weight decay 0.0001, batch 12, 20 epochs, poly decay 0.9, "
+        "loss 0.5 CE + 0.5 soft Dice; input 96x96, width_mult 0.25; differs from the "
+        "published setup in lr 0.001 (paper: 0.0001), epochs 20 (paper: 100), img_size [96, 96] "
+        "(paper: [224, 224]), width_mult 0.25 (paper: 1.0)." in text
+    )
+    assert "- Training: not recorded (no train.json)." in text
     assert "## Notes" not in text  # every optional input was there
 
 
