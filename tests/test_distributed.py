@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import h5py
-import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
+from training_data import make_dataset
 
 from mtunet import distributed as mdist
 from mtunet.checkpoint import load_checkpoint
@@ -23,52 +21,6 @@ from mtunet.model import MTUNetConfig
 from mtunet.train import TrainConfig, train
 
 MODEL = MTUNetConfig(width_mult=0.125, img_size=32)
-
-
-def _tiny_dataset(root: Path, n_train: int = 8, n_val: int = 2, num_classes: int = 4) -> Path:
-    """A contract-layout dataset of noisy disks (8 training slices, 2 validation volumes)."""
-    rng = np.random.default_rng(0)
-    size = 32
-    yy, xx = np.mgrid[:size, :size]
-
-    def sample() -> tuple[np.ndarray, np.ndarray]:
-        label = np.zeros((size, size), np.uint8)
-        for c in range(1, num_classes):
-            cy, cx, r = rng.integers(8, size - 8), rng.integers(8, size - 8), rng.integers(3, 7)
-            label[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = c
-        image = label / num_classes + rng.normal(0, 0.05, label.shape)
-        return np.clip(image, 0, 1).astype(np.float32), label
-
-    (root / "train_npz").mkdir(parents=True)
-    (root / "val_vol_h5").mkdir()
-    slices, volumes = [], []
-    for i in range(n_train):
-        name = f"train_npz/case0000_slice{i:03d}.npz"
-        image, label = sample()
-        np.savez(root / name, image=image, label=label)
-        slices.append(name)
-    for v in range(n_val):
-        pairs = [sample() for _ in range(2)]
-        name = f"val_vol_h5/case{v + 1:04d}.npy.h5"
-        with h5py.File(root / name, "w") as f:
-            f["image"] = np.stack([p[0] for p in pairs])
-            f["label"] = np.stack([p[1] for p in pairs])
-        volumes.append(name)
-    manifest = {
-        "name": "acdc",
-        "source": "raw",
-        "modality": "MR",
-        "num_classes": num_classes,
-        "class_names": ["background", "rv", "myo", "lv"][:num_classes],
-        "preprocessing": {"kind": "minmax"},
-        "splits": {
-            "train": {"cases": ["case0000"], "slices": slices},
-            "val": {"cases": [v[11:19] for v in volumes], "slices": [], "volumes": volumes},
-            "test": {"cases": [], "volumes": []},
-        },
-    }
-    (root / "dataset.json").write_text(json.dumps(manifest, sort_keys=True))
-    return root / "dataset.json"
 
 
 # ------------------------------------------------------------------ building blocks
@@ -157,7 +109,7 @@ def _cfg(**kw: Any) -> TrainConfig:
 
 @pytest.mark.slow
 def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
-    manifest = _tiny_dataset(tmp_path / "data")
+    manifest = make_dataset(tmp_path / "data", size=32)
     one = train(_cfg(), MODEL, manifest, tmp_path / "one", None)
     two = train(_cfg(devices=2), MODEL, manifest, tmp_path / "two", tmp_path / "live")
     assert two["world_size"] == 2 and two["batch_size_per_process"] == 2
@@ -196,7 +148,7 @@ def _initial_weights() -> dict[str, torch.Tensor]:
 def test_batch_must_divide_across_processes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Under torchrun's environment a global batch of 3 cannot be split over 2 ranks."""
     with tempfile.TemporaryDirectory() as tmp:
-        manifest = _tiny_dataset(Path(tmp) / "data")
+        manifest = make_dataset(Path(tmp) / "data", size=32)
         monkeypatch.setenv("WORLD_SIZE", "2")
         monkeypatch.setenv("RANK", "0")
         monkeypatch.setenv("LOCAL_RANK", "0")
