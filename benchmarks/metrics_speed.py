@@ -16,7 +16,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from machine import machine_info  # benchmarks/ is the script's folder, on sys.path
 
 SHAPE = (150, 512, 512)
 NUM_CLASSES = 9
@@ -122,23 +122,11 @@ def _run_child(method: str, case_path: str) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _machine() -> dict[str, Any]:
+def _machine_info() -> dict[str, Any]:
     import medpy
     import scipy
-    import torch
 
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "medpy": getattr(medpy, "__version__", "unknown"),
-    }
+    return machine_info("cpu", scipy=scipy.__version__, medpy=getattr(medpy, "__version__", "?"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                 "organs": names,
                 "stray_false_positive_classes": [2, 5, 8],
             },
-            "machine": _machine(),
+            "machine": _machine_info(),
             "runs": {
                 m: {"seconds": r["seconds"], "peak_mem_mb": r["peak_mem_mb"]}
                 for m, r in runs.items()

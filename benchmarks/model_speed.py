@@ -17,8 +17,6 @@ this implementation only (the naive variant always runs eagerly, the authors' wa
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
@@ -32,6 +30,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine_info
 from naive_mtunet import build_naive_mtunet
 
 from mtunet.fileio import read_json, write_json
@@ -159,23 +158,6 @@ def bench_batch(
                 train_gflop_per_s=flops / 1e9 * batch / secs[variant],
             )
     return list(rows.values())
-
-
-def machine_info(device: torch.device) -> dict[str, Any]:
-    """Where the numbers were measured."""
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-        info["cuda"] = torch.version.cuda
-    return info
 
 
 def _key(row: dict[str, Any]) -> tuple[Any, ...]:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import machine_info  # benchmarks/ is the script's folder, on sys.path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "preprocess_speed.json"
 
@@ -51,22 +51,6 @@ print(json.dumps({"seconds": dt, "peak_rss_mb": peak, "baseline_rss_mb": base,
                   "slices": sum(s[0] for s in m["shapes"]["train"].values())
                            + sum(s[0] for s in m["shapes"]["test"].values())}))
 """
-
-
-def machine() -> dict[str, object]:
-    import numpy as np
-    import torch
-
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
-        "numpy": np.__version__,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-    }
 
 
 def main() -> None:
@@ -135,7 +119,7 @@ def main() -> None:
             ],
             "target": {"seconds_per_case": 10, "peak_memory_mb": 2048},
             "target_met": ok,
-            "machine": machine(),
+            "machine": machine_info("cpu"),
         },
     )
     print(f"wrote {args.out}")

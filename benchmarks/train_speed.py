@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -33,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from machine import machine_info  # benchmarks/ is the script's folder, on sys.path
 
 from mtunet.config import load_params
 from mtunet.fileio import write_json
@@ -125,21 +124,6 @@ def time_inference(
     return {"inference_volume_seconds": sec, "inference_slices_per_s": slices / sec}
 
 
-def machine(device: torch.device) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "torch": str(torch.__version__),
-        "torch_threads": torch.get_num_threads(),
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps")
@@ -201,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{row['inference_slices_per_s']:>15.2f}"
         )
     result = {
-        "machine": machine(device),
+        "machine": machine_info(device),
         "settings": {
             "steps": args.steps,
             "warmup": args.warmup,

@@ -1,0 +1,36 @@
+"""Where a benchmark's numbers were measured: one record shared by every benchmark script."""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def machine_info(device: torch.device | str = "cpu", **versions: str) -> dict[str, Any]:
+    """Platform, CPU count, library versions, torch threads and the device (GPU name on CUDA).
+
+    Args:
+        device: The device the benchmark ran on.
+        **versions: Extra library versions to record (e.g. ``medpy="0.5.2"``).
+    """
+    device = torch.device(device)
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "numpy": np.__version__,
+        "torch": str(torch.__version__),
+        "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "device": str(device),
+        **versions,
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+    return info
