@@ -137,25 +137,20 @@ def bench_batch(
             "repeats": args.repeats,
         }
     x1 = x[:1]
-    if "forward" in args.modes:
-        secs = _time_interleaved(forwards, device, args.warmup, args.repeats)
+    for mode, fns, backward in (("forward", forwards, False), ("train", steps, True)):
+        if mode not in args.modes:
+            continue
+        secs = _time_interleaved(fns, device, args.warmup, args.repeats)
+        prefix = "forward" if mode == "forward" else "train_step"
         for variant, row in rows.items():
-            flops = count_flops(_build(variant, cfg, state).to(device), x1, False, args.dtype)
+            flops = count_flops(_build(variant, cfg, state).to(device), x1, backward, args.dtype)
             row.update(
-                forward_s_per_batch=secs[variant],
-                forward_images_per_s=batch / secs[variant],
-                forward_gflop_per_image=flops / 1e9,
-                forward_gflop_per_s=flops / 1e9 * batch / secs[variant],
-            )
-    if "train" in args.modes:
-        secs = _time_interleaved(steps, device, args.warmup, args.repeats)
-        for variant, row in rows.items():
-            flops = count_flops(_build(variant, cfg, state).to(device), x1, True, args.dtype)
-            row.update(
-                train_step_s_per_batch=secs[variant],
-                train_images_per_s=batch / secs[variant],
-                train_gflop_per_image=flops / 1e9,
-                train_gflop_per_s=flops / 1e9 * batch / secs[variant],
+                {
+                    f"{prefix}_s_per_batch": secs[variant],
+                    f"{mode}_images_per_s": batch / secs[variant],
+                    f"{mode}_gflop_per_image": flops / 1e9,
+                    f"{mode}_gflop_per_s": flops / 1e9 * batch / secs[variant],
+                }
             )
     return list(rows.values())
 

@@ -87,6 +87,19 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str) -> T:
     return cls(**kwargs)
 
 
+def from_dict_for(
+    classes: Mapping[str, type[T]], name: str, data: Mapping[str, Any] | None, where: str
+) -> T:
+    """:func:`from_dict` with the dataclass chosen by ``name`` (e.g. a dataset).
+
+    Raises:
+        ValueError: ``name`` is not a key of ``classes``, or as :func:`from_dict`.
+    """
+    if name not in classes:
+        raise ValueError(f"dataset: must be one of {list(classes)}, got {name!r}")
+    return from_dict(classes[name], data, where)
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A plain dict of a config dataclass (tuples become lists), for JSON and checkpoints."""
     out = dataclasses.asdict(cfg)

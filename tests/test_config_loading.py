@@ -60,3 +60,14 @@ def test_load_params_errors_name_the_file(tmp_path: Path) -> None:
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(ValueError, match="mapping"):
         load_params(bad)
+
+
+def test_from_dict_for_picks_the_class_by_name() -> None:
+    from mtunet.config import from_dict_for
+
+    classes = {"a": _Cfg}
+    assert from_dict_for(classes, "a", {"n": 3}, "s") == _Cfg(n=3)
+    with pytest.raises(ValueError, match=r"dataset: must be one of \['a'\], got 'b'"):
+        from_dict_for(classes, "b", None, "s")
+    with pytest.raises(ValueError, match=r"s: unknown key"):
+        from_dict_for(classes, "a", {"x": 1}, "s")

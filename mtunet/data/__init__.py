@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mtunet.config import from_dict
+from mtunet.config import from_dict_for
 from mtunet.data.acdc import AcdcConfig, preprocess_acdc
 from mtunet.data.common import (
     ACDC_CLASSES,
@@ -43,11 +43,7 @@ def preprocess_config(name: str, d: Mapping[str, Any] | None = None) -> SynapseC
     Raises:
         ValueError: Unknown dataset, unknown key or wrong type (naming ``preprocess.key``).
     """
-    if name == "synapse":
-        return from_dict(SynapseConfig, d, "preprocess")
-    if name == "acdc":
-        return from_dict(AcdcConfig, d, "preprocess")
-    raise ValueError(f"dataset: must be one of {list(DATASETS)}, got {name!r}")
+    return from_dict_for({"synapse": SynapseConfig, "acdc": AcdcConfig}, name, d, "preprocess")
 
 
 def preprocess(

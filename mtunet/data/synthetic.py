@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from mtunet.config import check, from_dict, to_dict
+from mtunet.config import check, from_dict_for, to_dict
 from mtunet.data.acdc import ACDC_TEST_PATIENTS, ACDC_VAL_PATIENTS, patient_name
 from mtunet.data.common import Manifest, load_manifest, read_slice, read_volume
 from mtunet.data.nifti import geometry_for, save_nifti
@@ -181,11 +181,8 @@ def phantom_config(
     name: str, d: Mapping[str, Any] | None = None
 ) -> SynapsePhantomConfig | AcdcPhantomConfig:
     """Phantom config of dataset ``name`` from a mapping (unknown keys raise ValueError)."""
-    if name == "synapse":
-        return from_dict(SynapsePhantomConfig, d, "phantoms")
-    if name == "acdc":
-        return from_dict(AcdcPhantomConfig, d, "phantoms")
-    raise ValueError(f"dataset: must be 'synapse' or 'acdc', got {name!r}")
+    classes = {"synapse": SynapsePhantomConfig, "acdc": AcdcPhantomConfig}
+    return from_dict_for(classes, name, d, "phantoms")
 
 
 # --------------------------------------------------------------------------------------
