@@ -11,14 +11,19 @@ update as one process with ``batch_size`` images (up to float rounding):
 * BatchNorm statistics are computed over the global batch (``torch.nn.SyncBatchNorm`` on
   CUDA; :class:`CPUSyncBatchNorm` on CPU, where torch's version refuses to run);
 * the batch-wide soft-Dice sums are added across processes with a differentiable
-  all-reduce (:func:`all_reduce_sum`) before the Dice ratio is taken.
+  all-reduce (:func:`all_reduce_sum`) before the Dice ratio is taken;
+* :class:`GlobalBatchSampler` cuts one seeded permutation into global batches exactly as one
+  process would, and deals each global batch out to the processes without padding: when the
+  slice count is not a multiple of ``batch_size``, the last global batch is split unevenly
+  and each process weights its cross-entropy by its share (:meth:`GlobalBatchSampler.ce_scale`).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -26,6 +31,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.utils.data import Sampler
 
 
 @dataclass(frozen=True)
@@ -229,3 +235,73 @@ def spawn(fn: Callable[..., Any], nprocs: int, args: tuple[Any, ...]) -> None:
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ["MASTER_PORT"] = str(free_port())
     mp.spawn(fn, args=(nprocs, *args), nprocs=nprocs, join=True)
+
+
+class GlobalBatchSampler(Sampler[list[int]]):
+    """Batches of slice indices that are the same global batches for any process count.
+
+    Each epoch draws ``torch.randperm(n)`` from a generator seeded with ``seed + epoch``
+    (the permutation of a one-process ``DistributedSampler``), cuts it into global batches of
+    ``batch_size`` (the last one shorter when ``batch_size`` does not divide ``n``) and gives
+    process ``rank`` the positions ``rank, rank + W, ...`` of each global batch. Nothing is
+    padded or repeated, so W processes see exactly the slices one process sees.
+
+    Args:
+        n: Number of slices in the dataset.
+        batch_size: The global batch (``W`` must divide it).
+        world_size: Number of processes ``W``.
+        rank: This process's rank.
+        seed: Base seed of the shuffle.
+
+    Raises:
+        ValueError: A last global batch smaller than ``W`` (a process would get no slice).
+    """
+
+    def __init__(self, n: int, batch_size: int, world_size: int = 1, rank: int = 0, seed: int = 0):
+        if n < 1 or batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(
+                f"GlobalBatchSampler: bad n={n}, batch_size={batch_size}, "
+                f"world_size={world_size}, rank={rank}"
+            )
+        last = n - (math.ceil(n / batch_size) - 1) * batch_size
+        if last < world_size:
+            raise ValueError(
+                f"batch_size: {n} training slices in global batches of {batch_size} leave a "
+                f"last batch of {last} slice(s) for {world_size} processes, so a process would "
+                "get none; change batch_size or the number of processes"
+            )
+        self.n, self.batch_size = n, batch_size
+        self.world_size, self.rank, self.seed = world_size, rank, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the shuffle of ``epoch`` (call before each epoch)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+    def global_size(self, step: int) -> int:
+        """Slices in global batch ``step`` (0-based) of an epoch."""
+        return min(self.batch_size, self.n - step * self.batch_size)
+
+    def local_size(self, step: int) -> int:
+        """Slices this process gets in global batch ``step``."""
+        return len(range(self.rank, self.global_size(step), self.world_size))
+
+    def ce_scale(self, step: int) -> float:
+        """Weight of this process's mean cross-entropy in global batch ``step``.
+
+        DDP averages gradients over the W processes; scaling each local mean by
+        ``W * local / global`` makes that average the mean over the global batch. It is
+        exactly 1.0 whenever the batch splits evenly (always on one process).
+        """
+        local, glob = self.local_size(step), self.global_size(step)
+        return 1.0 if local * self.world_size == glob else self.world_size * local / glob
+
+    def __iter__(self) -> Iterator[list[int]]:
+        g = torch.Generator()
+        g.manual_seed(self.seed + self.epoch)
+        order = torch.randperm(self.n, generator=g).tolist()
+        for start in range(0, self.n, self.batch_size):
+            yield order[start : start + self.batch_size][self.rank :: self.world_size]

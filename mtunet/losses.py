@@ -88,8 +88,7 @@ class CEDiceLoss(nn.Module):
     """``ce_weight * CrossEntropy + dice_weight * soft Dice`` (0.5 / 0.5 as published).
 
     Args:
-        num_classes: Classes including background; labels outside ``[0, num_classes)``
-            raise ``ValueError``.
+        num_classes: Classes including background.
         ce_weight: Weight of the mean pixel-wise cross-entropy.
         dice_weight: Weight of :func:`soft_dice_loss`.
         reduce_sums: Passed to :func:`soft_dice_loss` (distributed training).
@@ -115,27 +114,29 @@ class CEDiceLoss(nn.Module):
         self.dice_weight = dice_weight
         self.reduce_sums = reduce_sums
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+    def forward(self, logits: Tensor, target: Tensor, ce_scale: float = 1.0) -> Tensor:
         """Compute the loss.
+
+        Labels are not range-checked here (that would make the host wait for the device
+        every step): the training data checks them when a slice is loaded.
 
         Args:
             logits: float (B, C, H, W) raw network outputs (logits).
-            target: int (B, H, W) class ids.
+            target: int (B, H, W) class ids in ``[0, C)``.
+            ce_scale: Factor on the mean cross-entropy (distributed training weights each
+                process's share of an unevenly split batch); 1.0 leaves it as published.
 
         Returns:
             Scalar loss tensor (float32; float64 for float64 logits).
 
         Raises:
-            ValueError: Wrong shapes, ``C != num_classes`` or labels out of range.
+            ValueError: Wrong shapes or ``C != num_classes``.
         """
         c = _check_inputs(logits, target)
         if c != self.num_classes:
             raise ValueError(f"logits: expected {self.num_classes} classes, got {c}")
-        lo, hi = int(target.min()), int(target.max())
-        if lo < 0 or hi >= self.num_classes:
-            raise ValueError(
-                f"target: labels must lie in [0, {self.num_classes - 1}], found [{lo}, {hi}]"
-            )
         ce = F.cross_entropy(_at_least_float32(logits), target.long())
+        if ce_scale != 1.0:
+            ce = ce * ce_scale
         dice = soft_dice_loss(logits, target, reduce_sums=self.reduce_sums)
         return self.ce_weight * ce + self.dice_weight * dice

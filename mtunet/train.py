@@ -27,14 +27,17 @@ different model config, dataset or process count) starts afresh with a warning.
 
 Several devices: DistributedDataParallel, one process per device, started by ``torchrun``
 or by ``train.devices > 1``. ``batch_size`` is the *global* batch: each of the W processes
-takes ``batch_size / W`` images per step (it must divide). BatchNorm statistics and the soft
-Dice sums are synchronised across processes, so a step equals the single-process step on
-the same global batch up to float rounding. Only rank 0 logs and writes files.
+takes ``batch_size / W`` images per step (it must divide). The processes see the same global
+batches as one process, without padding (the last, shorter batch is dealt out unevenly and
+its cross-entropy weighted by each process's share); BatchNorm statistics and the soft Dice
+sums are synchronised across processes, so a step equals the single-process step on the
+same global batch up to float rounding. Only rank 0 logs and writes files.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import hashlib
 import json
@@ -666,7 +669,6 @@ class _Trainer:
 
     def _build(self) -> None:
         from torch.utils.data import DataLoader
-        from torch.utils.data.distributed import DistributedSampler
 
         from mtunet.model import MTUNet
 
@@ -688,11 +690,12 @@ class _Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             # The official network has parameters its forward never uses (e.g. the
-            # global-attention ``out`` projection): DDP must be told to look for them.
+            # global-attention ``out`` projection), always the same ones: a static graph
+            # lets DDP learn them once instead of searching the graph every step.
             self.model: nn.Module = DDP(
                 model,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True,
+                static_graph=True,
             )
         else:
             self.model = model
@@ -710,24 +713,17 @@ class _Trainer:
             dice_weight=cfg.dice_weight,
             reduce_sums=mdist.all_reduce_sum if info.distributed else None,
         )
-        # The same sampler for one and many processes: the global batch of step k is the
-        # same set of slices whatever the process count.
-        self.sampler = DistributedSampler(
-            self.train_set,
-            num_replicas=info.world_size,
-            rank=info.rank,
-            shuffle=True,
-            seed=cfg.seed,
-            drop_last=False,
+        # The same global batches for one and many processes, without padding.
+        self.sampler = mdist.GlobalBatchSampler(
+            len(self.train_set), cfg.batch_size, info.world_size, info.rank, cfg.seed
         )
+        self._check_single_slice_batch(model)
         self.loader_gen = torch.Generator()
         self.loader = DataLoader(
             self.train_set,
-            batch_size=self.local_batch,
-            sampler=self.sampler,
+            batch_sampler=self.sampler,
             num_workers=cfg.num_workers,
             pin_memory=cfg.pin_memory and self.device.type == "cuda",
-            drop_last=False,
             generator=self.loader_gen,
             worker_init_fn=_seed_worker,
             # Workers are recreated each epoch so they see the dataset's new epoch.
@@ -765,6 +761,31 @@ class _Trainer:
                     "resuming from %s at epoch %d", self.out_dir / "last.pt", self.start_epoch
                 )
         self.resume_ckpt = None  # free the memory
+
+    def _check_single_slice_batch(self, model: nn.Module) -> None:
+        """Refuse, before the first step, a last batch of one slice that BatchNorm cannot take.
+
+        A network whose deepest BatchNorm sees a 1 x 1 map (MT-UNet at ``img_size`` 32 or
+        less) has a single value per channel in a one-slice batch, and BatchNorm raises in
+        the middle of the first epoch. A probe on a copy finds out without touching the run.
+        """
+        n, batch = len(self.train_set), int(self.cfg.batch_size)  # type: ignore[arg-type]
+        if self.sampler.global_size(len(self.sampler) - 1) != 1:
+            return
+        probe = copy.deepcopy(model).train()
+        x = torch.zeros(1, self.model_cfg.in_channels, *self.img_size)
+        try:
+            with torch.no_grad():
+                probe(x)
+        except ValueError as exc:
+            if "more than 1 value per channel" not in str(exc):
+                raise
+            raise ValueError(
+                f"batch_size/img_size: {n} training slices in batches of {batch} leave a last "
+                f"batch of one slice, and at img_size {list(self.img_size)} the network's "
+                "BatchNorm then sees a single value per channel; choose a batch_size whose "
+                "remainder is not 1 or a larger img_size"
+            ) from exc
 
     def _expected(self) -> dict[str, Any]:
         return {
@@ -968,6 +989,9 @@ class _Trainer:
         self.loader_gen.manual_seed(cfg.seed + epoch)
         losses: list[float] = []
         n_images = 0
+        # The loss of step k is read on the host after step k+1 is queued, so the host
+        # never waits for the device inside a step (a non-finite loss stops one step later).
+        pending: tuple[torch.Tensor, int, float] | None = None
         for step, batch in enumerate(self.loader):
             if step >= self.steps_per_epoch:
                 break
@@ -983,29 +1007,41 @@ class _Trainer:
             )
             with autocast:
                 logits = self.model(x)
-            loss = self.criterion(logits, y)
-            value = mdist.mean_over_processes(float(loss.detach()), self.device)
-            if not math.isfinite(value):
-                raise FloatingPointError(
-                    f"train: non-finite loss ({value}) at epoch {epoch + 1}, step "
-                    f"{step + 1}/{self.steps_per_epoch} (global step {self.global_step + 1}, "
-                    f"lr {lr:.3g}); stopped. {self.out_dir / 'last.pt'} keeps the last good "
-                    f"epoch ({epoch})"
-                )
+            loss = self.criterion(logits, y, ce_scale=self.sampler.ce_scale(step))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             self.global_step += 1
-            losses.append(value)
-            n_images += int(x.shape[0]) * self.info.world_size
-            if live is not None:
-                live.step = self.global_step
-                live.log_metric("train/loss", value)
-                live.log_metric("train/lr", lr)
-            if bar is not None:
-                bar.set_postfix(epoch=epoch + 1, loss=f"{value:.4f}", lr=f"{lr:.2e}", refresh=False)
-                bar.update(1)
+            n_images += self.sampler.global_size(step)
+            if pending is not None:
+                losses.append(self._log_step(epoch, *pending, live, bar))
+            # Sum over processes on the device; the mean is read later.
+            pending = (mdist.sum_over_processes(loss), step, lr)
+        if pending is not None:
+            losses.append(self._log_step(epoch, *pending, live, bar))
         return (float(np.mean(losses)) if losses else float("nan")), n_images
+
+    def _log_step(
+        self, epoch: int, loss_sum: torch.Tensor, step: int, lr: float, live: Any, bar: Any
+    ) -> float:
+        """Read step ``step``'s loss (summed over processes), check it and log it."""
+        value = float(loss_sum) / self.info.world_size
+        global_step = epoch * self.steps_per_epoch + step + 1
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"train: non-finite loss ({value}) at epoch {epoch + 1}, step "
+                f"{step + 1}/{self.steps_per_epoch} (global step {global_step}, "
+                f"lr {lr:.3g}); stopped. {self.out_dir / 'last.pt'} keeps the last good "
+                f"epoch ({epoch})"
+            )
+        if live is not None:
+            live.step = global_step
+            live.log_metric("train/loss", value)
+            live.log_metric("train/lr", lr)
+        if bar is not None:
+            bar.set_postfix(epoch=epoch + 1, loss=f"{value:.4f}", lr=f"{lr:.2e}", refresh=False)
+            bar.update(1)
+        return value
 
     def _finish(
         self, total_seconds: float, train_seconds: float, images_seen: int

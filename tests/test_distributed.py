@@ -107,9 +107,53 @@ def _cfg(**kw: Any) -> TrainConfig:
     return TrainConfig(**base)
 
 
+def test_global_batches_are_the_same_for_any_process_count() -> None:
+    """131 slices in batches of 12: 10 full batches and one of 11, on 1, 2, 3 or 4 processes."""
+    from torch.utils.data.distributed import DistributedSampler
+
+    n, batch = 131, 12
+    one = mdist.GlobalBatchSampler(n, batch, seed=5)
+    one.set_epoch(3)
+    single = list(one)
+    assert len(single) == len(one) == 11 and [len(b) for b in single] == [12] * 10 + [11]
+    # One process: exactly the order of a one-process DistributedSampler, cut into batches.
+    ref = DistributedSampler(range(n), num_replicas=1, rank=0, shuffle=True, seed=5)
+    ref.set_epoch(3)
+    order = list(ref)
+    assert single == [order[i : i + batch] for i in range(0, n, batch)]
+    for world in (2, 3, 4):
+        ranks = []
+        for rank in range(world):
+            s = mdist.GlobalBatchSampler(n, batch, world, rank, seed=5)
+            s.set_epoch(3)
+            ranks.append(list(s))
+        for step, glob in enumerate(single):
+            parts = [r[step] for r in ranks]
+            # Every slice of the global batch once, none repeated (no padding).
+            assert sorted(i for p in parts for i in p) == sorted(glob)
+            scales = [
+                mdist.GlobalBatchSampler(n, batch, world, r, seed=5).ce_scale(step)
+                for r in range(world)
+            ]
+            # DDP averages scale_r * (local sum / n_r) over W processes: that is the global
+            # mean (sum / m) exactly when scale_r = W * n_r / m.
+            for sc, part in zip(scales, parts, strict=True):
+                assert sc == pytest.approx(world * len(part) / len(glob), rel=1e-15)
+            assert sum(scales) == pytest.approx(world)
+            if len(glob) % world == 0:
+                assert scales == [1.0] * world
+    two_last = [mdist.GlobalBatchSampler(n, batch, 2, r).local_size(10) for r in range(2)]
+    assert two_last == [6, 5]
+    # A last batch smaller than the process count would leave a process without a slice.
+    with pytest.raises(ValueError, match=r"batch_size: 13 training slices .* last batch of 1"):
+        mdist.GlobalBatchSampler(13, 12, 2, 0)
+
+
 @pytest.mark.slow
 def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
-    manifest = make_dataset(tmp_path / "data", size=32)
+    # 7 slices in global batches of 4: one even step (2 + 2) and one uneven (2 + 1), where a
+    # padding sampler would repeat a slice.
+    manifest = make_dataset(tmp_path / "data", n_train=7, size=32)
     one = train(_cfg(), MODEL, manifest, tmp_path / "one", None)
     two = train(_cfg(devices=2), MODEL, manifest, tmp_path / "two", tmp_path / "live")
     assert two["world_size"] == 2 and two["batch_size_per_process"] == 2

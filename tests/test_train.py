@@ -166,13 +166,15 @@ def _interrupt_at_call(monkeypatch: pytest.MonkeyPatch, n: int, exc: Exception) 
     original = mtunet.losses.CEDiceLoss.forward
     calls = {"n": 0}
 
-    def forward(self: Any, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self: Any, logits: torch.Tensor, target: torch.Tensor, **kw: Any
+    ) -> torch.Tensor:
         calls["n"] += 1
         if calls["n"] == n:
             if isinstance(exc, FloatingPointError):
-                return original(self, logits, target) * float("nan")
+                return original(self, logits, target, **kw) * float("nan")
             raise exc
-        return original(self, logits, target)
+        return original(self, logits, target, **kw)
 
     monkeypatch.setattr(mtunet.losses.CEDiceLoss, "forward", forward)
 
@@ -276,3 +278,16 @@ def test_selection_last_with_validation_split(tmp_path: Path) -> None:
     assert res["steps_per_epoch"] == 1
     ck = load_checkpoint(tmp_path / "run" / "model.pt")
     assert ck["model_config"]["img_size"] == [40, 40] and ck["epoch"] == 2
+
+
+def test_one_slice_last_batch_is_refused_up_front(tmp_path: Path) -> None:
+    """5 slices in batches of 4 leave one slice; at 32 x 32 MT-UNet's bottleneck is 1 x 1."""
+    manifest = make_dataset(tmp_path / "data", n_train=5, n_val_volumes=0, size=32)
+    with pytest.raises(ValueError, match=r"batch_size/img_size: 5 training slices in batches of 4"):
+        train(quick(epochs=1), MODEL, manifest, tmp_path / "run", None)
+    assert not (tmp_path / "run" / "last.pt").exists()
+    # A larger input leaves the deepest BatchNorm more than one value: the same data trains.
+    res = train(
+        quick(epochs=1, img_size=[64, 64]), MODEL, manifest, tmp_path / "run64", None
+    )
+    assert res["steps_per_epoch"] == 2 and res["history"][0]["loss"] > 0

@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from mtunet.data.common import (
     Manifest,
+    check_labels,
     load_manifest,
     read_slice,
     read_volume,
@@ -39,7 +40,8 @@ class SliceDataset(Dataset):
     "case": str}``.
 
     Raises:
-        ValueError: Unknown split, a split without slices, or a bad ``img_size``.
+        ValueError: Unknown split, a split without slices, or a bad ``img_size``; when an
+            item is read, a label id outside ``[0, num_classes)`` (naming the file).
     """
 
     def __init__(
@@ -75,6 +77,8 @@ class SliceDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         path = self.paths[index]
         image, label = read_slice(path)
+        # Checked here, once per slice on the host, so the loss never waits for the device.
+        label = check_labels(label, self.manifest.num_classes - 1, path)
         if self.augment:
             image, label = augment_slice(image, label, sample_rng(self.seed, self.epoch, index))
         image, label = resize(image, label, self.img_size)
