@@ -238,8 +238,9 @@ class EvalConfig:
         num_qualitative: Cases shown in the qualitative figure (one slice each; 0 = none).
         split: Manifest split to evaluate (``"test"``, or ``"val"``).
         threshold_baseline: Also score the intensity-only baseline (each intensity bin
-            gets one class, fitted on the training slices; the better of the two rules of
-            :func:`mtunet.data.synthetic.threshold_baseline_dice`): the bar a model that
+            gets one class, fitted on the training slices; of the two rules of
+            :func:`mtunet.baseline.threshold_baseline_dice` the one that scores better on
+            the validation cases, or the training cases without them): the bar a model that
             learnt shape and position must clear. Written as ``threshold_baseline``.
     """
 
@@ -525,16 +526,17 @@ def evaluate(
 
 
 def _threshold_baseline(manifest: Any, split: str) -> dict[str, Any] | None:
-    """Mean DSC (%) of the stronger intensity-only rule on ``split`` (None: no train slices)."""
-    from mtunet.data.synthetic import threshold_baseline_dice
+    """Mean DSC (%) of the intensity-only rule on ``split`` (None: no training slices).
+
+    The rule (``map`` or ``balanced``) is chosen on the validation or training cases, never
+    on ``split``.
+    """
+    from mtunet.baseline import threshold_baseline_dice
 
     if not manifest.paths("train", "slices"):
         return None
-    best = max(
-        (threshold_baseline_dice(manifest, rule=rule, split=split) for rule in ("map", "balanced")),
-        key=lambda r: r["dsc"],
-    )
-    return {"dsc": best["dsc"], "per_class": best["per_class"], "rule": best["rule"]}
+    res = threshold_baseline_dice(manifest, rule="auto", split=split)
+    return {k: res[k] for k in ("dsc", "per_class", "rule", "selected_on")}
 
 
 def _remove_stale_predictions(folder: Path, keep: set[str]) -> None:
@@ -665,7 +667,10 @@ def predict_file(
 
     model.to(dev).eval()
     volume = nifti.read_volume(input_path, orientation=orientation)  # type: ignore[arg-type]
-    image = normalize(volume.image, preprocessing)
+    try:
+        image = normalize(volume.image, preprocessing)
+    except ValueError as exc:  # e.g. NaN voxels: say which scan
+        raise ValueError(f"{input_path}: {exc}") from exc
     amp_dtype = torch.bfloat16 if (bf16 and dev.type == "cuda") else None
     pred = predict_volume(
         model,

@@ -1,4 +1,4 @@
-"""Synthetic phantoms in the RAW release layouts, and the intensity-threshold baseline.
+"""Synthetic phantoms in the RAW release layouts.
 
 Entry points:
 
@@ -7,8 +7,6 @@ Entry points:
 - ``write_phantoms(name, cfg, out_dir) -> dict`` writes the raw dataset (name
   ``"synapse"`` or ``"acdc"``) and returns a summary (also written as
   ``out_dir/phantoms.json``).
-- ``threshold_baseline_dice(manifest, rule="map") -> dict``: the DSC of a classifier that
-  looks at one voxel's intensity only (the bar a trained model must beat).
 
 Synapse-like CT (``RawData/Training/{img,label}/{img,label}XXXX.nii.gz``, ids from the
 published split so it applies unchanged): int16 HU, air outside a body ellipse with
@@ -44,7 +42,6 @@ import numpy as np
 
 from mtunet.config import check, from_dict_for, to_dict
 from mtunet.data.acdc import ACDC_TEST_PATIENTS, ACDC_VAL_PATIENTS, patient_name
-from mtunet.data.common import Manifest, load_manifest, read_slice, read_volume
 from mtunet.data.nifti import geometry_for, save_nifti
 from mtunet.data.synapse import SYNAPSE_TEST_CASES, SYNAPSE_TRAIN_CASES
 from mtunet.fileio import write_json, write_text
@@ -559,88 +556,12 @@ def write_phantoms(
     raise ValueError(f"dataset: {name!r} does not match config {type(cfg).__name__}")
 
 
-# --------------------------------------------------------------------------------------
-# The intensity-only baseline
-# --------------------------------------------------------------------------------------
-
-
-def _case_dice(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> list[float]:
-    """Per-class Dice (classes 1..C-1) with the published empty-mask conventions."""
-    out = []
-    for c in range(1, num_classes):
-        p, g = pred == c, gt == c
-        ps, gs = int(p.sum()), int(g.sum())
-        if ps and gs:
-            out.append(2.0 * int((p & g).sum()) / (ps + gs))
-        elif ps:
-            out.append(1.0)
-        else:
-            out.append(0.0)
-    return out
-
-
-def threshold_baseline_dice(
-    manifest: Manifest | str | Path,
-    rule: str = "map",
-    bins: int = 256,
-    split: str = "test",
-) -> dict[str, Any]:
-    """DSC of a one-class-per-intensity classifier: the bar a model must beat.
-
-    The [0, 1] intensity range is cut into ``bins`` bins; every bin is given ONE class,
-    learnt from the training slices: ``"map"`` the most frequent class at that intensity
-    (the accuracy-optimal intensity-only rule), ``"balanced"`` the class whose intensity
-    histogram is highest there (each class normalised to sum 1). Each voxel of the
-    ``split`` volumes then gets its bin's class, and Dice is scored per case and class
-    with the published conventions (prediction empty: 0; ground truth empty and
-    prediction not: 1).
-
-    Returns:
-        ``{"dsc": mean DSC in %, "per_class": {name: DSC %}, "n_cases", "rule", "bins",
-        "bin_classes": [class per bin]}``.
-    """
-    m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
-    if rule not in ("map", "balanced"):
-        raise ValueError(f"rule: must be 'map' or 'balanced', got {rule!r}")
-    hist = np.zeros((m.num_classes, bins), dtype=np.float64)
-    train = m.paths("train", "slices")
-    if not train:
-        raise ValueError(f"{m.path}: no training slices to fit the baseline on")
-    for path in train:
-        image, label = read_slice(path)
-        idx = np.clip((image * bins).astype(np.int64), 0, bins - 1)
-        np.add.at(hist, (label.astype(np.int64).ravel(), idx.ravel()), 1.0)
-    if rule == "balanced":
-        hist = hist / np.maximum(hist.sum(axis=1, keepdims=True), 1.0)
-    bin_class = hist.argmax(axis=0).astype(np.uint8)
-    vols = m.paths(split, "volumes")
-    if not vols:
-        raise ValueError(f"{m.path}: split {split!r} has no volumes")
-    scores = []
-    for path in vols:
-        image, label, _, _ = read_volume(path)
-        idx = np.clip((image * bins).astype(np.int64), 0, bins - 1)
-        scores.append(_case_dice(bin_class[idx], label, m.num_classes))
-    per_class = np.mean(np.asarray(scores), axis=0) * 100.0
-    return {
-        "dsc": round(float(per_class.mean()), 4),
-        "per_class": {
-            name: round(float(v), 4) for name, v in zip(m.class_names[1:], per_class, strict=True)
-        },
-        "n_cases": len(vols),
-        "rule": rule,
-        "bins": bins,
-        "bin_classes": bin_class.tolist(),
-    }
-
-
 __all__ = [
     "AcdcPhantomConfig",
     "SynapsePhantomConfig",
     "acdc_patient",
     "phantom_config",
     "synapse_case",
-    "threshold_baseline_dice",
     "write_acdc_phantoms",
     "write_phantoms",
     "write_synapse_phantoms",

@@ -47,6 +47,17 @@ def class_order(metrics: dict[str, Any], dataset: str) -> list[str]:
     return known + [c for c in names if c not in known]
 
 
+def _baseline_label(baseline: dict[str, Any]) -> str:
+    """Row label naming the rule and the split it was chosen on (never the test split)."""
+    rule, on = baseline.get("rule"), baseline.get("selected_on")
+    where = {"train": "training cases", "val": "validation cases"}.get(on or "")
+    return (
+        f"intensity threshold baseline ({rule}, chosen on {where})"
+        if where
+        else (f"intensity threshold baseline ({rule})")
+    )
+
+
 def results_table(dataset: str, metrics: dict[str, Any]) -> pd.DataFrame:
     """DSC per class: this run's row, its intensity-only baseline, then the published rows.
 
@@ -70,7 +81,7 @@ def results_table(dataset: str, metrics: dict[str, Any]) -> pd.DataFrame:
     if baseline:
         rows.append(
             {
-                "method": f"intensity threshold baseline ({baseline.get('rule')})",
+                "method": _baseline_label(baseline),
                 "data": label,
                 "dsc": baseline.get("dsc"),
                 "hd95": None,

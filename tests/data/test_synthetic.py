@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 from rawdata_helpers import tree_bytes
 
-from mtunet.data import load_manifest, preprocess
-from mtunet.data.common import write_h5, write_npz
+from mtunet.baseline import threshold_baseline_dice
+from mtunet.data import preprocess
 from mtunet.data.synthetic import (
     AcdcPhantomConfig,
     SynapsePhantomConfig,
     phantom_config,
     synapse_case,
-    threshold_baseline_dice,
     write_phantoms,
 )
 
@@ -92,30 +91,3 @@ def test_phantoms_preprocess_and_baseline_is_beatable(tmp_path: Path, name: str)
         assert len(base["per_class"]) == m["num_classes"] - 1
 
 
-def test_threshold_baseline_exact_on_separable_data(tmp_path: Path) -> None:
-    # Class c lives at intensity 0.1 + 0.3 c: the baseline must be perfect.
-    label = np.array([[0, 1], [2, 3]], np.uint8)
-    image = (0.1 + 0.3 * label).astype(np.float32)
-    write_npz(tmp_path / "train_npz/a_slice000.npz", {"image": image, "label": label})
-    write_h5(tmp_path / "test_vol_h5/b.npy.h5", {"image": image[None], "label": label[None]})
-    from mtunet.fileio import write_json
-
-    write_json(
-        tmp_path / "dataset.json",
-        {
-            "name": "acdc",
-            "num_classes": 4,
-            "class_names": ["background", "rv", "myo", "lv"],
-            "modality": "MR",
-            "preprocessing": {"kind": "minmax"},
-            "splits": {
-                "train": {"cases": ["a"], "slices": ["train_npz/a_slice000.npz"]},
-                "test": {"cases": ["b"], "volumes": ["test_vol_h5/b.npy.h5"]},
-            },
-        },
-    )
-    base = threshold_baseline_dice(load_manifest(tmp_path), bins=10)
-    assert base["dsc"] == 100.0
-    assert (
-        base["bin_classes"][1] == 0 and base["bin_classes"][4] == 1 and base["bin_classes"][7] == 2
-    )
