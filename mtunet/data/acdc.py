@@ -1,5 +1,6 @@
-"""ACDC cine MRI: the raw challenge release or MT-UNet's preprocessed release to a dataset
-folder with ``dataset.json``.
+"""ACDC cine MRI: the raw challenge release, MT-UNet's preprocessed release
+(:mod:`mtunet.data.acdc_release`) or the SSL4MIS layout (:mod:`mtunet.data.acdc_ssl4mis`)
+to a dataset folder with ``dataset.json``.
 
 Entry point: ``preprocess_acdc(cfg: AcdcConfig, raw_dir, out_dir) -> dict``.
 
@@ -17,11 +18,11 @@ From raw NIfTI (``training/patientXXX/`` with ``Info.cfg``; the folder may also 
   ``val_vol_h5/`` volumes for validation, ``test_vol_h5/patientXXX_ED.npy.h5`` (with
   ``spacing`` and the source geometry), ``lists_ACDC/{train,valid,test}.txt``.
 
-From MT-UNet's release (``lists_ACDC/{train,valid,test}.txt``; slices listed in
-``train.txt`` / ``valid.txt`` under ``train/`` / ``valid/`` as ``case_XXX_sliceED_N.npz``
-with ``img`` and ``label``; test volumes ``case_XXX_volume_ED.npz`` under ``test/``):
-every listed file is checked (and with ``verify_release`` read and validated) and
-indexed in place. Release case ids are ``case_XXX_ED`` / ``case_XXX_ES``.
+The preprocessed layouts are validated and indexed in place (their modules say how);
+``source: auto`` picks MT-UNet's release when ``lists_ACDC/`` exists, the SSL4MIS layout
+when ``data/`` and one of its ``*.list`` files (or ``data/slices/``) exist, raw data
+otherwise. Every layout gets
+validation volumes when it has validation patients, so best-validation selection works.
 """
 
 from __future__ import annotations
@@ -38,20 +39,14 @@ from mtunet.data import nifti
 from mtunet.data.common import (
     ACDC_CLASSES,
     SplitStats,
-    add_slice_stats,
     check_image,
     check_labels,
     check_same_shape,
     empty_split,
     normalize,
     prepare_out_dir,
-    read_list,
-    read_slice,
-    read_volume,
     rel,
     remove_stale,
-    slice_case_name,
-    volume_case_name,
     write_h5,
     write_list,
     write_manifest,
@@ -69,7 +64,6 @@ INFO_FIELDS = ("ED", "ES", "Group", "Height", "NbFrame", "Weight")
 
 _PATIENT_RE = re.compile(r"^patient(\d{3})$")
 _OUT_DIRS = ("train_npz", "val_npz", "val_vol_h5", "test_vol_h5")
-_SPLIT_LISTS = {"train": "train.txt", "val": "valid.txt", "test": "test.txt"}
 
 
 @dataclass(frozen=True)
@@ -77,8 +71,14 @@ class AcdcConfig:
     """How to build the ACDC dataset folder (``params.yaml``: datasets.acdc.preprocess).
 
     Attributes:
-        source: ``"raw"``, ``"release"`` (MT-UNet's files) or ``"auto"`` (release when
-            ``lists_ACDC`` exists).
+        source: ``"raw"``, ``"release"`` (MT-UNet's files), ``"ssl4mis"`` (SSL4MIS's
+            ``data/*.h5`` and ``*.list`` files) or ``"auto"`` (release when ``lists_ACDC``
+            exists, else SSL4MIS when ``data/`` exists with a ``*.list`` file or
+            ``data/slices/``, else raw).
+        split: SSL4MIS only: ``"mtunet"`` (default; by patient, the ``*_patients`` below)
+            or ``"layout"`` (the layout's own ``train_slices.list`` / ``train.list``,
+            ``val.list`` and ``test.list``). Raw data has no lists of its own, and
+            MT-UNet's release is always indexed by its lists (which are MT-UNet's split).
         train_patients: Training patient numbers; empty (default) means every patient of
             001-100 not in validation or test (MT-UNet's 70).
         val_patients: Validation patients (MT-UNet's 10).
@@ -87,10 +87,12 @@ class AcdcConfig:
         allow_missing_cases: Skip (and record) split patients not on disk instead of
             raising FileNotFoundError (for phantom sets holding a subset of patients).
         orientation: ``"voxel"`` (default; short-axis stacks) or ``"canonical"``.
-        verify_release: Release only: read and validate every file.
+        verify_release: Release and SSL4MIS: read and validate every indexed file (files
+            the indexer writes, stacked or cut, are always validated).
     """
 
-    source: Literal["auto", "raw", "release"] = "auto"
+    source: Literal["auto", "raw", "release", "ssl4mis"] = "auto"
+    split: Literal["mtunet", "layout"] = "mtunet"
     train_patients: tuple[int, ...] = ()
     val_patients: tuple[int, ...] = ACDC_VAL_PATIENTS
     test_patients: tuple[int, ...] = ACDC_TEST_PATIENTS
@@ -302,97 +304,41 @@ def preprocess_raw(cfg: AcdcConfig, raw_dir: Path, out_dir: Path) -> dict[str, A
     )
 
 
-# --------------------------------------------------------------------------------------
-# MT-UNet's preprocessed release
-# --------------------------------------------------------------------------------------
-
-
-def is_release(raw_dir: Path) -> bool:
-    """True when ``raw_dir`` holds MT-UNet's release (a ``lists_ACDC`` folder)."""
-    return (raw_dir / "lists_ACDC").is_dir()
-
-
-def _release_file(raw_dir: Path, sub: str, entry: str, list_file: Path) -> Path:
-    name = entry if entry.endswith(".npz") else f"{entry}.npz"
-    for path in (raw_dir / sub / name, raw_dir / name):
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f"{list_file}: lists {entry}, not on disk ({raw_dir / sub / name})")
-
-
-def index_release(cfg: AcdcConfig, raw_dir: Path, out_dir: Path) -> dict[str, Any]:
-    """Validate MT-UNet's ACDC release in ``raw_dir`` and index it in ``out_dir``."""
-    if not raw_dir.is_dir():
-        raise FileNotFoundError(f"{raw_dir}: input folder not found")
-    lists = raw_dir / "lists_ACDC"
-    subdirs = {"train": "train", "val": "valid", "test": "test"}
-    entries: dict[str, list[Path]] = {}
-    for split, list_name in _SPLIT_LISTS.items():
-        list_file = lists / list_name
-        if split == "val" and not list_file.is_file():
-            entries[split] = []
-            continue
-        names = read_list(list_file)
-        if split != "val" and not names:
-            raise ValueError(f"{list_file}: empty split list")
-        entries[split] = [_release_file(raw_dir, subdirs[split], n, list_file) for n in names]
-    prepare_out_dir(out_dir)
-    splits = {"train": empty_split(), "val": empty_split(), "test": empty_split()}
-    stats = {s: SplitStats(len(ACDC_CLASSES)) for s in splits}
-    for split, paths in entries.items():
-        for path in paths:
-            is_volume = "_volume" in path.name
-            case = volume_case_name(path) if is_volume else slice_case_name(path)
-            if cfg.verify_release:
-                if is_volume:
-                    image, label, spacing, _ = read_volume(path)
-                else:
-                    image, label = read_slice(path)
-                check_image(image, path)
-                check_labels(label, ACDC_MAX_ID, path)
-                if is_volume:
-                    stats[split].add_case(case, image, label, spacing)
-                else:
-                    add_slice_stats(stats[split], case, image, label)
-            if case not in splits[split]["cases"]:
-                splits[split]["cases"].append(case)
-            splits[split]["volumes" if is_volume else "slices"].append(rel(path, out_dir))
-    if not splits["test"]["volumes"]:
-        raise ValueError(f"{lists / 'test.txt'}: lists no test volumes (*_volume_*.npz)")
-    info = {
-        "input_dir": rel(raw_dir, out_dir),
-        "config": cfg.to_dict(),
-        "lists_dir": rel(lists, out_dir),
-        "verified": cfg.verify_release,
-    }
-    return write_manifest(
-        out_dir,
-        name="acdc",
-        source="release",
-        modality="MR",
-        class_names=ACDC_CLASSES,
-        preprocessing=cfg.preprocessing,
-        splits=splits,
-        stats=stats,
-        source_info=info,
-    )
-
-
 def preprocess_acdc(cfg: AcdcConfig, raw_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
     """Build the ACDC dataset folder ``out_dir`` from ``raw_dir``.
 
     Args:
         cfg: :class:`AcdcConfig`.
-        raw_dir: Raw challenge folder or MT-UNet's release.
+        raw_dir: Raw challenge folder, MT-UNet's release or the SSL4MIS layout.
         out_dir: Output folder; ``dataset.json`` is written there last.
 
     Returns:
         The manifest dict written to ``out_dir/dataset.json``.
+
+    Raises:
+        ValueError: ``split: layout`` on raw data (it has no lists), besides the errors of
+            each layout's reader.
     """
+    # Imported here: the layout modules build on this one (AcdcConfig, patient_name).
+    from mtunet.data.acdc_release import index_release, is_release
+    from mtunet.data.acdc_ssl4mis import index_ssl4mis, is_ssl4mis
+
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     source = cfg.source
     if source == "auto":
-        source = "release" if is_release(raw_dir) else "raw"
+        if is_release(raw_dir):
+            source = "release"
+        elif is_ssl4mis(raw_dir):
+            source = "ssl4mis"
+        else:
+            source = "raw"
+    if source == "raw" and cfg.split == "layout":
+        raise ValueError(
+            f"preprocess.split: 'layout' needs a layout with its own split lists (ssl4mis), "
+            f"but {raw_dir} is raw ACDC; use split: mtunet"
+        )
     if source == "release":
         return index_release(cfg, raw_dir, out_dir)
+    if source == "ssl4mis":
+        return index_ssl4mis(cfg, raw_dir, out_dir)
     return preprocess_raw(cfg, raw_dir, out_dir)

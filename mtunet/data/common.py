@@ -113,11 +113,30 @@ def _npz_arrays(path: Path, keys: Iterable[str]) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: unreadable or truncated .npz ({exc})") from exc
 
 
+def _h5_arrays(path: Path, keys: Iterable[str]) -> dict[str, np.ndarray]:
+    """Datasets ``keys`` of an HDF5 file; errors name the file and what is wrong."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    try:
+        with h5py.File(path, "r") as f:
+            out = {}
+            for key in keys:
+                if key not in f:
+                    raise ValueError(f"{path}: missing dataset {key!r} (has {sorted(f.keys())})")
+                out[key] = f[key][()]
+            return out
+    except ValueError:
+        raise
+    except Exception as exc:  # OSError for truncated / not-HDF5 files
+        raise ValueError(f"{path}: unreadable or truncated HDF5 file ({exc})") from exc
+
+
 def read_slice(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     """Read a slice file.
 
     Args:
-        path: ``.npz`` with ``image`` (or ``img``, MT-UNet's ACDC release) and ``label``.
+        path: ``.npz`` with ``image`` (or ``img``, MT-UNet's ACDC release) and ``label``, or
+            ``.h5`` with datasets ``image`` and ``label`` (the SSL4MIS ACDC layout).
 
     Returns:
         ``(image float32 (H, W), label uint8 (H, W))``.
@@ -127,7 +146,10 @@ def read_slice(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
         image and label of different shapes.
     """
     p = Path(path)
-    arrays = _npz_arrays(p, ("image", "label"))
+    if p.name.endswith(".h5"):
+        arrays = _h5_arrays(p, ("image", "label"))
+    else:
+        arrays = _npz_arrays(p, ("image", "label"))
     image, label = arrays["image"], arrays["label"]
     if image.ndim != 2 or image.shape != label.shape:
         raise ValueError(
@@ -180,8 +202,9 @@ def read_volume(
 def slice_case_name(path: str | os.PathLike[str]) -> str:
     """Case id of a slice file: ``case0005_slice012.npz`` -> ``case0005``;
     ``patient001_ED_slice003.npz`` -> ``patient001_ED``; ``case_001_sliceED_3.npz``
-    (MT-UNet's ACDC release) -> ``case_001_ED``."""
-    stem = Path(path).name.removesuffix(".npz")
+    (MT-UNet's ACDC release) -> ``case_001_ED``; ``patient001_frame01_slice_3.h5``
+    (SSL4MIS) -> ``patient001_frame01``."""
+    stem = Path(path).name.removesuffix(".npz").removesuffix(".h5")
     m = _SLICE_RE.match(stem)
     if m is None:
         return stem

@@ -1,4 +1,5 @@
-"""ACDC: Info.cfg frames, min-max scaling, patient split, errors, MT-UNet's release."""
+"""ACDC: Info.cfg frames, min-max scaling, patient split, errors, MT-UNet's release (and
+its validation volumes)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from acdc_layouts import mtunet_release
 from rawdata_helpers import acdc_patient, save
 
 from mtunet.data import AcdcConfig, SliceDataset, VolumeDataset, load_manifest, preprocess
@@ -102,33 +104,8 @@ def test_raw_errors(tmp_path: Path) -> None:
         preprocess("acdc", None, tmp_path / "empty", tmp_path / "out")
 
 
-def _fake_release(root: Path) -> None:
-    rng = np.random.default_rng(1)
-    for sub, names in (
-        ("train", ["case_001_sliceED_0", "case_001_sliceES_1"]),
-        ("valid", ["case_019_sliceED_0"]),
-    ):
-        (root / sub).mkdir(parents=True)
-        for n in names:
-            np.savez(
-                root / sub / f"{n}.npz",
-                img=rng.random((10, 12)).astype(np.float32),
-                label=rng.integers(0, 4, (10, 12)).astype(np.uint8),
-            )
-    (root / "test").mkdir()
-    np.savez(
-        root / "test/case_002_volume_ED.npz",
-        img=rng.random((4, 10, 12)),
-        label=rng.integers(0, 4, (4, 10, 12)),
-    )
-    (root / "lists_ACDC").mkdir()
-    (root / "lists_ACDC/train.txt").write_text("case_001_sliceED_0.npz\ncase_001_sliceES_1.npz\n")
-    (root / "lists_ACDC/valid.txt").write_text("case_019_sliceED_0.npz\n")
-    (root / "lists_ACDC/test.txt").write_text("case_002_volume_ED.npz\n")
-
-
 def test_release_indexed(tmp_path: Path) -> None:
-    _fake_release(tmp_path / "rel")
+    mtunet_release(tmp_path / "rel")
     m = preprocess("acdc", None, tmp_path / "rel", tmp_path / "out")
     assert m["source"] == "release"
     assert m["splits"]["train"]["cases"] == ["case_001_ED", "case_001_ES"]
@@ -143,9 +120,66 @@ def test_release_indexed(tmp_path: Path) -> None:
 
 
 def test_release_missing_file(tmp_path: Path) -> None:
-    _fake_release(tmp_path / "rel")
+    mtunet_release(tmp_path / "rel")
     (tmp_path / "rel/test/case_002_volume_ED.npz").unlink()
     with pytest.raises(
         FileNotFoundError, match=r"test\.txt: lists case_002_volume_ED\.npz, not on disk"
     ):
+        preprocess("acdc", None, tmp_path / "rel", tmp_path / "out")
+
+
+# Out of order, and 10 sorts before 2 as text: the stack must follow the slice numbers.
+VAL_SLICES = (
+    "case_019_sliceED_10",
+    "case_019_sliceED_0",
+    "case_019_sliceES_0",
+    "case_019_sliceED_2",
+    "case_019_sliceES_1",
+)
+
+
+def test_release_validation_slices_become_volumes(tmp_path: Path) -> None:
+    mtunet_release(tmp_path / "rel", VAL_SLICES)
+    out = tmp_path / "out"
+    m = preprocess("acdc", None, tmp_path / "rel", out)
+    assert m["splits"]["val"]["volumes"] == [
+        "val_vol_h5/case_019_ED.npy.h5",
+        "val_vol_h5/case_019_ES.npy.h5",
+    ]
+    assert len(m["splits"]["val"]["slices"]) == 5  # still listed in place
+    assert m["source_info"]["spacing_known"] is False
+    vol = VolumeDataset(out, "val")[0]
+    assert vol["case"] == "case_019_ED" and vol["spacing"] is None
+    expected = []
+    for n in ("case_019_sliceED_0", "case_019_sliceED_2", "case_019_sliceED_10"):
+        with np.load(tmp_path / "rel/valid" / f"{n}.npz") as f:
+            expected.append((f["img"], f["label"]))
+    np.testing.assert_array_equal(vol["image"], np.stack([e[0] for e in expected]))
+    np.testing.assert_array_equal(vol["label"], np.stack([e[1] for e in expected]))
+    first = (out / "val_vol_h5/case_019_ED.npy.h5").read_bytes()
+    # Rerun with ES dropped from valid.txt: byte-identical ED volume, stale ES volume removed.
+    (tmp_path / "rel/lists_ACDC/valid.txt").write_text(
+        "".join(f"{n}.npz\n" for n in VAL_SLICES if "ES" not in n)
+    )
+    m = preprocess("acdc", None, tmp_path / "rel", out)
+    assert m["splits"]["val"]["volumes"] == ["val_vol_h5/case_019_ED.npy.h5"]
+    assert m["source_info"]["removed_stale_files"] == ["val_vol_h5/case_019_ES.npy.h5"]
+    assert (out / "val_vol_h5/case_019_ED.npy.h5").read_bytes() == first
+
+
+def test_release_validation_slices_of_other_shapes_are_rejected(tmp_path: Path) -> None:
+    mtunet_release(tmp_path / "rel", ("case_019_sliceED_0", "case_019_sliceED_1"))
+    bad = tmp_path / "rel/valid/case_019_sliceED_1.npz"
+    np.savez(bad, img=np.zeros((8, 12), np.float32), label=np.zeros((8, 12), np.uint8))
+    with pytest.raises(ValueError, match=r"case_019_sliceED_1\.npz: slice shape \(8, 12\) differs"):
+        preprocess("acdc", None, tmp_path / "rel", tmp_path / "out")
+    np.savez(bad, img=np.zeros((10, 12), np.float32), label=np.full((10, 12), 7, np.uint8))
+    with pytest.raises(ValueError, match=r"sliceED_1\.npz: label values \[7\] outside"):
+        preprocess("acdc", None, tmp_path / "rel", tmp_path / "out")
+
+
+def test_release_patient_on_two_sides_is_rejected(tmp_path: Path) -> None:
+    # A validation slice of patient 001, whose slices are also in train.txt.
+    mtunet_release(tmp_path / "rel", ("case_019_sliceED_0", "case_001_sliceES_0"))
+    with pytest.raises(ValueError, match=r"\['case_001'\] listed in both train\.txt and valid"):
         preprocess("acdc", None, tmp_path / "rel", tmp_path / "out")
