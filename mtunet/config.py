@@ -1,18 +1,63 @@
-"""Building frozen config dataclasses from ``params.yaml`` sections, with clear errors."""
+"""Building frozen config dataclasses from ``params.yaml`` sections, with clear errors.
+
+Every ``params.yaml`` the package reads (the stages, the report's experiment table, the
+benchmarks) goes through :func:`load_yaml`, whose :class:`ParamsLoader` reads numbers
+the way YAML 1.2 (and so DVC) does: ``1e-05`` and ``1e-4`` are floats, where PyYAML's
+YAML 1.1 rules would read them as strings.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
 T = TypeVar("T")
+
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+# YAML 1.2 core-schema floats (sign optional everywhere, ``1e-5`` without a dot, ``.5``), plus
+# the YAML 1.1 forms PyYAML already read as floats (``1_000.5``, sexagesimal ``1:30.0``).
+# A plain integer never matches (ints stay ints), nor anything with trailing text.
+_FLOAT_RE = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+
+
+class ParamsLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that reads every YAML 1.2 float as a float.
+
+    PyYAML follows YAML 1.1, where a float needs a dot and a signed exponent: ``1e-05``
+    (what ``dvc exp run -S train.lr=0.00001`` writes), ``1e-4``, ``1.0e5`` and ``-.5``
+    load as strings. This loader swaps only the float resolver; ints, booleans, nulls,
+    dates and strings resolve as in ``yaml.safe_load``, which itself is left unchanged.
+    """
+
+    yaml_implicit_resolvers: ClassVar[dict[str, list[tuple[str, re.Pattern[str]]]]] = {
+        first: [(tag, _FLOAT_RE if tag == _FLOAT_TAG else regexp) for tag, regexp in resolvers]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text with :class:`ParamsLoader` (safe: plain YAML types only).
+
+    Raises:
+        yaml.YAMLError: Malformed YAML.
+    """
+    return yaml.load(text, Loader=ParamsLoader)  # a SafeLoader subclass
 
 
 def _convert(value: Any, annotation: Any, where: str) -> Any:
@@ -107,12 +152,17 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def load_params(path: str | os.PathLike[str] = "params.yaml") -> dict[str, Any]:
-    """Read ``params.yaml`` with an error naming the file when it is missing or malformed."""
+    """Read ``params.yaml`` (numbers as :func:`load_yaml` reads them).
+
+    Raises:
+        FileNotFoundError: Naming the file when it is missing.
+        ValueError: Naming the file when it is not YAML or not a mapping.
+    """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: params file not found")
     try:
-        params = yaml.safe_load(p.read_text(encoding="utf-8"))
+        params = load_yaml(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ValueError(f"{p}: not valid YAML ({exc})") from exc
     if not isinstance(params, dict):

@@ -3,6 +3,10 @@
 Every file a stage writes goes to a hidden temporary name in the same folder and is
 renamed into place only when complete, so an interrupted stage never leaves a file
 that a later stage (or a glob such as ``*.npz``) would accept.
+
+Files get the permissions ``open()`` would give them (``0o666`` less the process umask,
+and a folder's default ACL), not ``tempfile.mkstemp``'s owner-only ``0o600``: outputs on
+a shared machine or in a shared DVC cache stay readable by the group as the user chose.
 """
 
 from __future__ import annotations
@@ -10,10 +14,38 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+_CREATE_FLAGS = (
+    os.O_WRONLY
+    | os.O_CREAT
+    | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+_CREATE_ATTEMPTS = 100
+
+
+def _create_temp(target: Path) -> Path:
+    """Create an empty, new hidden file next to ``target``, mode ``0o666 & ~umask``.
+
+    Like ``tempfile.mkstemp`` (a fresh random name, ``O_EXCL`` so no existing file or link
+    is reused) except for the mode: the kernel applies the umask (and any default ACL)
+    at creation, exactly as for ``open(path, "w")``, with no process-wide umask call.
+    """
+    for _ in range(_CREATE_ATTEMPTS):
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, _CREATE_FLAGS, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"{target}: no free temporary name after {_CREATE_ATTEMPTS} tries")
 
 
 @contextlib.contextmanager
@@ -24,14 +56,16 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     later stage globs for (``*.npz``, ``*.npy.h5``, ``*.json``) can match it. On an
     exception the temporary file is removed and ``path`` is left untouched.
 
+    The file is created empty with the mode ``open()`` would give (``0o666 & ~umask``);
+    writers that reopen it (``open(tmp, "wb")``, ``h5py.File(tmp, "w")``, ``to_csv``)
+    truncate it and keep that mode, which the rename carries to ``path``.
+
     Writers that append suffixes (``np.savez`` adds ``.npz`` to names without it)
     must write through an open file object: ``open(tmp, "wb")``.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _create_temp(target)
     try:
         yield tmp
         os.replace(tmp, target)

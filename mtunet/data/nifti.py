@@ -12,6 +12,11 @@ Orientations (no resampling ever: only axis permutations and flips):
   voxel order reversed, ``(Z, H, W) = data.transpose(2, 1, 0)`` (what SimpleITK's
   ``GetArrayFromImage`` gives), so Z is the stack axis.
 
+A scan whose voxel-to-world affine is degenerate (not finite, or singular: a zero row or
+column, two parallel axes) is refused with a ``ValueError`` naming the file and the affine,
+in either orientation: it has no orientation to match, and nibabel cannot write a label
+map with that affine back either. Fix the file's sform/qform (or drop the broken one).
+
 :class:`Geometry` records the source affine, shape and the permutation/flips, so
 :func:`write_like` puts a (Z, H, W) prediction back into the source voxel order with the
 source affine; the same record is stored in the ``.npy.h5`` attributes
@@ -135,6 +140,32 @@ class NiftiVolume:
     path: Path
 
 
+def _format_affine(affine: np.ndarray) -> str:
+    """The affine as a one-line nested list (rounded), for error messages."""
+    return str(np.round(np.asarray(affine, dtype=np.float64), 6).tolist())
+
+
+def check_affine(affine: np.ndarray) -> np.ndarray:
+    """Return ``affine`` as float64 (4, 4) if it maps voxels to world invertibly.
+
+    Raises:
+        ValueError: Not a (4, 4) array, not finite, or a singular 3x3 part, e.g. a zero row
+            or column: rank < 3 after scaling the columns to unit length, the test (and
+            tolerance) by which ``nibabel.io_orientation`` leaves an axis unoriented.
+    """
+    a = np.asarray(affine, dtype=np.float64)
+    if a.shape != (4, 4):
+        raise ValueError(f"expected a (4, 4) voxel-to-world affine, got shape {a.shape}")
+    rzs = a[:3, :3]
+    norms = np.sqrt((rzs**2).sum(axis=0)) if np.isfinite(a).all() else np.zeros(3)
+    if not norms.all() or np.linalg.matrix_rank(rzs / norms) < 3:
+        raise ValueError(
+            "degenerate voxel-to-world affine (singular or not finite, so the voxel axes "
+            f"have no orientation): {_format_affine(a)}"
+        )
+    return a
+
+
 def geometry_for(
     affine: np.ndarray,
     shape: tuple[int, ...],
@@ -148,14 +179,22 @@ def geometry_for(
         shape: Source array shape (first three dims used).
         zooms: Voxel sizes along the source axes (default: the affine's column norms).
         orientation: ``"canonical"`` or ``"voxel"``.
+
+    Raises:
+        ValueError: Unknown ``orientation``, or a degenerate affine (:func:`check_affine`),
+            whatever the orientation.
     """
-    affine = np.asarray(affine, dtype=np.float64)
+    if orientation not in ("canonical", "voxel"):
+        raise ValueError(f"orientation: must be 'canonical' or 'voxel', got {orientation!r}")
+    affine = check_affine(affine)
     if zooms is None:
         zooms = tuple(float(v) for v in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
     if orientation == "voxel":
         axes, flips = (2, 1, 0), (False, False, False)
-    elif orientation == "canonical":
+    else:
         ornt = nib.io_orientation(affine)  # per source axis: (RAS world axis, +1 / -1)
+        if np.isnan(ornt).any():  # not expected after check_affine; never index into it
+            raise ValueError(f"degenerate voxel-to-world affine: {_format_affine(affine)}")
         axes_l, flips_l = [], []
         # Z <- world S (axis 2, kept); H <- world A reversed; W <- world R reversed.
         for world_axis, extra_flip in ((2, False), (1, True), (0, True)):
@@ -163,8 +202,6 @@ def geometry_for(
             axes_l.append(src)
             flips_l.append(bool((ornt[src, 1] < 0) != extra_flip))
         axes, flips = tuple(axes_l), tuple(flips_l)
-    else:
-        raise ValueError(f"orientation: must be 'canonical' or 'voxel', got {orientation!r}")
     return Geometry(
         affine=affine,
         source_shape=tuple(int(s) for s in shape[:3]),  # type: ignore[arg-type]
@@ -228,11 +265,15 @@ def read_volume(
 
     Raises:
         FileNotFoundError: Missing file.
-        ValueError: Unreadable/truncated file or not 3-D.
+        ValueError: Unreadable/truncated file, not 3-D, or a degenerate affine (singular
+            or not finite; module docstring), naming the file.
     """
     p = Path(path)
     raw, img = _load_array(p)
-    geom = geometry_for(img.affine, raw.shape, img.header.get_zooms()[:3], orientation)
+    try:
+        geom = geometry_for(img.affine, raw.shape, img.header.get_zooms()[:3], orientation)
+    except ValueError as exc:
+        raise ValueError(f"{p}: {exc}") from exc
     return NiftiVolume(np.ascontiguousarray(geom.to_zhw(raw)), geom.spacing, geom, p)
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from mtunet.config import load_yaml
+
 _EXP_REF = re.compile(r"^refs/exps/([0-9a-f]{2})/([0-9a-f]{38})/([^/]+)$")
 
 
@@ -91,7 +93,7 @@ def _load_yaml_text(text: str | None) -> dict[str, Any]:
     if text is None:
         return {}
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml(text)  # numbers as params.yaml's readers take them
     except yaml.YAMLError:
         return {}
     return flatten(value) if isinstance(value, dict) else {}

@@ -81,3 +81,60 @@ def test_save_nifti_is_deterministic(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*.tmp"))
     np.testing.assert_array_equal(np.asarray(nib.load(tmp_path / "a.nii.gz").dataobj), arr)
     assert gzip.decompress(a)[:4] == (348).to_bytes(4, "little")
+
+
+def _save_with_sform(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:
+    """Write a NIfTI whose sform is ``affine`` (qform unset), as a scanner export might.
+
+    ``nib.Nifti1Image(data, affine)`` refuses a singular affine (it cannot make a qform of
+    it), so the header is filled in directly; nibabel then reads ``affine`` back.
+    """
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape(data.shape)
+    hdr.set_zooms(tuple(float(z) or 1.0 for z in np.sqrt((affine[:3, :3] ** 2).sum(0))))
+    hdr.set_sform(affine, code=1)
+    hdr.set_qform(None, code=0)
+    nib.save(nib.Nifti1Image(data, None, hdr), path)
+    np.testing.assert_allclose(nib.load(path).affine, affine, rtol=1e-6)  # what readers see
+    return path
+
+
+@pytest.mark.parametrize("orientation", ["canonical", "voxel"])
+@pytest.mark.parametrize(
+    "affine",
+    [
+        np.diag([1.0, 1.0, 0.0, 1.0]),  # a zero row (and column)
+        np.array([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]]),  # zero row
+        np.array([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]]),  # rank 2
+        np.diag([0.0, 0.0, 0.0, 1.0]),  # all zero
+    ],
+)
+def test_degenerate_affine_names_the_file(
+    tmp_path: Path, affine: np.ndarray, orientation: nifti.Orientation
+) -> None:
+    # read_volume is what preprocessing (synapse/acdc) and `mtunet predict` read scans with.
+    path = _save_with_sform(tmp_path / "flat.nii.gz", np.zeros((4, 5, 6), np.int16), affine)
+    with pytest.raises(ValueError, match=r"flat\.nii\.gz: degenerate voxel-to-world affine"):
+        nifti.read_volume(path, orientation)
+
+
+def test_degenerate_affine_error_shows_the_affine(tmp_path: Path) -> None:
+    affine = np.array([[2.5, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]])
+    path = _save_with_sform(tmp_path / "z.nii", np.zeros((2, 3, 4), np.int16), affine)
+    with pytest.raises(ValueError, match=r"z\.nii: .*\[\[2\.5, 0\.0, 0\.0, 0\.0\], "):
+        nifti.read_volume(path)
+
+
+@pytest.mark.parametrize("bad", [np.diag([1.0, 0.0, 1.0, 1.0]), np.full((4, 4), np.nan)])
+def test_geometry_for_rejects_a_degenerate_affine(bad: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="degenerate voxel-to-world affine"):
+        nifti.geometry_for(bad, (2, 3, 4))
+
+
+def test_nearly_singular_but_valid_affine_still_reads(tmp_path: Path) -> None:
+    # Tiny but full-rank voxel sizes (0.01 mm) are unusual, not degenerate.
+    affine = np.diag([0.01, 0.01, 0.02, 1.0])
+    data = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
+    vol = nifti.read_volume(_save_with_sform(tmp_path / "tiny.nii.gz", data, affine))
+    assert vol.image.shape == (4, 3, 2)
+    assert vol.spacing == pytest.approx((0.02, 0.01, 0.01))
