@@ -104,9 +104,12 @@ def test_pad_windows_official_quirk_non_square() -> None:
     # Only one axis padded: nothing but zeros added.
     z = pad_windows(x[..., :4, :], 4, "official")
     assert z.shape == (1, 1, 4, 8) and (z[..., 6:] == 0).all()
-    # Multiples pass through untouched.
-    assert pad_windows(x[..., :4, :4], 4, "official") is not None
-    torch.testing.assert_close(pad_windows(x[..., :4, :4], 4), x[..., :4, :4])
+    # Multiples pass through untouched: the input itself comes back (documented contract).
+    square = x[..., :4, :4]
+    assert pad_windows(square, 4, "official") is square
+    assert pad_windows(square, 4, "corrected") is square
+    assert pad_windows(square, 2) is square and pad_windows(square, 1) is square
+    torch.testing.assert_close(pad_windows(square, 4), x[..., :4, :4])
 
 
 def test_pad_windows_short_side_and_corrected() -> None:
@@ -193,15 +196,43 @@ def test_csattention_float64_and_bfloat16_autocast() -> None:
 
 
 def test_external_attention_normalisation() -> None:
-    ea = MEAttention(16, 4, memory=8, coef=4)
+    """EA's attention map, as the module computes it (the input of ``linear_1``), is the
+    double normalisation: softmax over the N tokens of ``linear_0``'s logits, then an L1
+    normalisation over the memory slots, so every token's slot weights sum to 1."""
+    torch.manual_seed(0)
+    ea = MEAttention(16, 4, memory=8, coef=4).double()
     assert ea.linear_0.weight.shape == (8, 4) and ea.query_liner.weight.shape == (64, 16)
-    x = torch.randn(2, 10, 16)
-    assert ea(x).shape == x.shape
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [
+        ea.linear_0.register_forward_hook(lambda m, i, o: seen.__setitem__("logits", o)),
+        ea.linear_1.register_forward_hook(lambda m, i, o: seen.__setitem__("attn", i[0])),
+    ]
+    b, n = 2, 10
+    x = 3 * torch.randn(b, n, 16, dtype=torch.float64)  # large enough for peaked softmaxes
+    y = ea(x)
+    for h in hooks:
+        h.remove()
+    assert y.shape == x.shape
+    logits, attn = seen["logits"], seen["attn"]
+    assert logits.shape == attn.shape == (b, 16, n, 8)  # (B, coef*heads, N, memory)
+    assert (attn >= 0).all()
+    # Normalised over the memory slots: each token's weights sum to 1.
+    torch.testing.assert_close(attn.sum(-1), torch.ones(b, 16, n, dtype=torch.float64))
+    # ... after a softmax over the tokens: recompute both steps from the module's logits.
+    over_tokens = torch.softmax(logits, dim=-2)
+    torch.testing.assert_close(over_tokens.sum(-2), torch.ones(b, 16, 8, dtype=torch.float64))
+    torch.testing.assert_close(attn, over_tokens / (1e-9 + over_tokens.sum(-1, keepdim=True)))
+    # Neither single normalisation gives this map: the token sums are not 1, and a softmax
+    # over the slots alone (the usual attention) differs.
+    assert (attn.sum(-2) - 1).abs().max() > 0.1
+    assert (attn - torch.softmax(logits, dim=-1)).abs().max() > 1e-3
+    # The rest of the module is linear in that map: y = proj(merge(linear_1(attn))).
+    merged = ea.linear_1(attn).transpose(1, 2).reshape(b, n, -1)
+    torch.testing.assert_close(y, ea.proj(merged))
     # Each token's output depends on the other tokens (softmax over the token axis).
-    y1 = ea(x)[:, :1]
     x2 = x.clone()
     x2[:, 5:] += 1.0
-    assert not torch.allclose(ea(x2)[:, :1], y1)
+    assert not torch.allclose(ea(x2)[:, :1], y[:, :1])
 
 
 @pytest.mark.slow

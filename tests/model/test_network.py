@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from mtunet.model import MTUNet, MTUNetConfig
 
@@ -166,10 +167,110 @@ def test_bad_config_type_raises() -> None:
         MTUNet({"num_classes": 9})  # type: ignore[arg-type]
 
 
-def test_config_attribute_and_flop_sanity() -> None:
+def test_config_attribute_and_position_embedding() -> None:
     cfg = tiny()
     model = MTUNet(cfg)
     assert model.config is cfg
     # Position embedding sized from img_size (64 -> 8x8 tokens).
     assert model.stem.position_embedding.shape == (1, 64, 32)
     assert math.isclose(float(model.stem.position_embedding.detach().abs().sum()), 0.0)
+
+
+# ---- FLOPs: torch's FlopCounterMode against an analytic count (2 FLOP per multiply-add) ----
+
+
+def _conv(cin: int, cout: int, k: int, pixels: int) -> int:
+    """A k x k conv (or a k=2, stride-2 transposed conv counted at its output with k=1)."""
+    return 2 * cin * cout * k * k * pixels
+
+
+def _double_conv(cin: int, cout: int, pixels: int) -> int:
+    """DoubleConv: 3x3 cin->cout, 3x3 cout->cout, 1x1 cout->cout."""
+    return _conv(cin, cout, 3, pixels) + _conv(cout, cout, 3, pixels) + _conv(cout, cout, 1, pixels)
+
+
+def _mtm_flops(c: int, grid: tuple[int, int], cfg: MTUNetConfig) -> int:
+    """One MTM of token dim ``c`` on an h x w grid (LGG-SA on the window-padded grid, EA)."""
+    h, w = grid
+    ws = cfg.win_size
+    sh, sw = math.ceil(h / ws) * ws, math.ceil(w / ws) * ws
+    ph, pw = sh // ws, sw // ws
+    padded, windows = sh * sw, ph * pw
+    f = 4 * 2 * padded * c * c  # window attention q, k, v, out
+    f += 2 * 2 * padded * ws * ws * c  # q k^T and (attention) v inside every window
+    f += 2 * windows * c * ws * ws  # DlightConv Linear(C, w*w)
+    f += 3 * 2 * windows * c * c  # axial q, k, v on the window tokens
+    f += 2 * 2 * windows * c * (ph + pw)  # axial scores and weighted sums (rows + columns)
+    f += _conv(2 * c, c, 1, padded)  # queeze
+    if cfg.external_attention:
+        hidden = cfg.ea_coef * c
+        # query_liner and proj (C <-> coef*C), linear_0 and linear_1 (head <-> memory).
+        f += 2 * 2 * h * w * c * hidden + 2 * 2 * h * w * hidden * cfg.ea_memory
+    return f
+
+
+def analytic_flops(cfg: MTUNetConfig, size: tuple[int, int]) -> int:
+    """Convolution and matmul FLOPs of one image's forward pass, from architecture.md."""
+    r = cfg.resolved()
+    c0, c1, c2 = r.cnn_channels
+    e0 = r.encoder_dims[0]
+    px = size[0] * size[1]
+
+    def half(g: tuple[int, int]) -> tuple[int, int]:
+        return (g[0] + 1) // 2, (g[1] + 1) // 2
+
+    g0 = (size[0] // 8, size[1] // 8)
+    g1, g2 = half(g0), half(half(g0))
+    n0, n1, n2 = g0[0] * g0[1], g1[0] * g1[1], g2[0] * g2[1]
+    cin = 3 if r.in_channels == 1 else r.in_channels
+    f = _double_conv(cin, c0, px) + _double_conv(c0, c1, px // 4) + _double_conv(c1, c2, px // 16)
+    f += _conv(c2, e0, 1, n0)  # trans_dim
+    f += 2 * _mtm_flops(e0, g0, r) + _conv(e0, 2 * e0, 2, n1)  # encoder 0 + downsampling
+    f += 2 * _mtm_flops(2 * e0, g1, r) + _conv(2 * e0, 4 * e0, 2, n2)  # encoder 1
+    f += 2 * _mtm_flops(4 * e0, g2, r)  # bottleneck
+    # Decoder 0: transposed conv (computed on the uncropped 2x grid), 1x1 conv, MTMs.
+    f += _conv(4 * e0, 2 * e0, 1, 4 * n2) + _conv(4 * e0, 2 * e0, 1, n1)
+    f += 2 * _mtm_flops(2 * e0, g1, r)
+    # Decoder 1: transposed conv to e0, concatenated with the e0 skip: MTMs of dim 2 e0.
+    f += _conv(2 * e0, e0, 1, 4 * n1) + 2 * _mtm_flops(2 * e0, g0, r)
+    f += _conv(2 * e0, c2, 1, px // 16) + _double_conv(2 * c2, c2, px // 16)
+    f += _conv(c2, c1, 1, px // 4) + _double_conv(2 * c1, c1, px // 4)
+    f += _conv(c1, c0, 1, px) + _double_conv(2 * c0, c0, px)
+    return f + _conv(c0, r.num_classes, 1, px)  # SegmentationHead
+
+
+def measured_flops(cfg: MTUNetConfig, size: tuple[int, int]) -> int:
+    """FlopCounterMode's total for one image, on the meta device (no compute, no memory)."""
+    with torch.device("meta"):
+        model = MTUNet(cfg)
+        x = torch.empty(1, cfg.in_channels, *size)
+    with FlopCounterMode(display=False) as counter:
+        model(x)
+    return int(counter.get_total_flops())
+
+
+@pytest.mark.parametrize(
+    ("cfg", "size"),
+    [
+        (tiny(), (64, 64)),
+        (tiny(), (64, 96)),
+        (tiny(width_mult=0.25, win_size=2), (72, 88)),  # odd 9x11 grid, padded windows
+        (tiny(external_attention=False, num_classes=4), (48, 64)),
+        (MTUNetConfig(), (224, 224)),
+    ],
+)
+def test_flops_match_analytic_count(cfg: MTUNetConfig, size: tuple[int, int]) -> None:
+    assert measured_flops(cfg, size) == analytic_flops(cfg, size)
+
+
+def test_flops_of_the_paper_network_and_scaling() -> None:
+    # The official code's measured cost: about 80.75 GFLOP per 224 x 224 image.
+    full = measured_flops(MTUNetConfig(), (224, 224))
+    assert abs(full - 80.75e9) < 0.01e9
+    # Twice the image side: about 4x (a little less: small grids pad to whole windows).
+    small = measured_flops(tiny(), (64, 64))
+    big = measured_flops(tiny(img_size=128), (128, 128))
+    assert 3.6 < big / small <= 4.0
+    # Twice every width: about 4x (convs and linears are quadratic in the width).
+    wide = measured_flops(tiny(width_mult=0.25), (64, 64))
+    assert 3.3 < wide / small <= 4.0
