@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
+import subprocess
+import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -79,4 +81,25 @@ def test_study_paths_and_raw_dir() -> None:
         stages.raw_dir(params, "synapse")
     with pytest.raises(ValueError, match="dataset"):
         stages.raw_dir(params, "btcv")
-    assert shutil.which("mtunet") is not None  # the console script is installed
+
+
+def test_console_script_is_declared() -> None:
+    """``pip install`` puts ``mtunet`` on PATH: the entry point names cli.main."""
+    scripts = entry_points(group="console_scripts", name="mtunet")
+    assert [s.value for s in scripts] == ["mtunet.cli:main"]
+
+
+def test_python_dash_m_runs_the_command(tmp_path: Path) -> None:
+    """``python -m mtunet`` works with any interpreter, activated or not (no PATH lookup)."""
+    run = [sys.executable, "-m", "mtunet"]
+    proc = subprocess.run([*run, "--help"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "predict" in proc.stdout and "report" in proc.stdout
+    proc = subprocess.run(
+        [*run, "--params", str(tmp_path / "none.yaml"), "report"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2 and "none.yaml" in proc.stderr

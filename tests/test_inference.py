@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -197,6 +200,31 @@ def test_eval_config_from_dict_and_ranges() -> None:
             EvalConfig.from_dict(bad)
 
 
+@contextlib.contextmanager
+def full_float32() -> Iterator[None]:
+    """Full float32 (no TF32) convolutions and matmuls on CUDA; the global flags are restored."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def test_full_float32_restores_the_global_flags() -> None:
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = True, True
+        with pytest.raises(RuntimeError), full_float32():
+            assert not torch.backends.cudnn.allow_tf32
+            assert not torch.backends.cuda.matmul.allow_tf32
+            raise RuntimeError("a failing assertion inside")
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu(net: TinyNet) -> None:
     image = _volume(6, 50, 44, seed=9)
@@ -204,8 +232,8 @@ def test_cuda_matches_cpu(net: TinyNet) -> None:
     gpu_net = TinyNet(num_classes=4)
     gpu_net.load_state_dict(net.state_dict())
     gpu_net.to("cuda")
-    torch.backends.cudnn.allow_tf32 = False
-    gpu = predict_volume(gpu_net, image, 32, batch_size=4)
+    with full_float32():
+        gpu = predict_volume(gpu_net, image, 32, batch_size=4)
     assert (gpu == cpu).mean() > 0.999  # float32 kernels differ only at exact ties
     bf16 = predict_volume(gpu_net, image, 32, batch_size=4, amp_dtype=torch.bfloat16)
     assert bf16.shape == cpu.shape and (bf16 == cpu).mean() > 0.9

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+DVC = [sys.executable, "-m", "dvc"]
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
@@ -32,29 +35,84 @@ def _tiny_params(params: dict) -> dict:
     return params
 
 
-def _clone(tmp: Path) -> Path:
-    """Copy what git would hold (tracked and untracked-not-ignored files) into ``tmp``."""
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
-        cwd=REPO,
+# Results of a study run in the checkout must not leak into the clone.
+RESULTS = ("reports/", "metrics/", "dvclive/", "dvc.lock")
+
+
+def study_files(repo: Path) -> list[str]:
+    """What a fresh clone would hold, as the working tree has it (paths relative to ``repo``).
+
+    Tracked files (modified ones included) and untracked files git does not ignore, less the
+    study's results and anything inside a virtual environment (a folder holding
+    ``pyvenv.cfg``, whatever its name).
+    """
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=repo,
         capture_output=True,
         text=True,
         check=True,
     ).stdout.split("\0")
+    venv: dict[Path, bool] = {}
+
+    def in_venv(rel: Path) -> bool:
+        for parent in rel.parents:
+            if parent not in venv:
+                venv[parent] = (repo / parent / "pyvenv.cfg").is_file()
+            if venv[parent]:
+                return True
+        return False
+
+    return sorted(
+        {
+            rel
+            for rel in filter(None, listed)
+            if (repo / rel).is_file() and not rel.startswith(RESULTS) and not in_venv(Path(rel))
+        }
+    )
+
+
+def _clone(tmp: Path) -> Path:
+    """Copy :func:`study_files` of this checkout into ``tmp / "study"``."""
     dest = tmp / "study"
-    for rel in filter(None, files):
-        src = REPO / rel
-        # Results of a study run in the checkout must not leak into the clone.
-        if not src.is_file() or rel.startswith(("reports/", "metrics/", "dvclive/", "dvc.lock")):
-            continue
+    for rel in study_files(REPO):
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dest / rel)
+        shutil.copy2(REPO / rel, dest / rel)
     return dest
+
+
+def test_study_files_skip_ignored_results_and_any_venv(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    files = {
+        ".gitignore": ".venv/\n*.log\n",
+        "pkg/mod.py": "x = 1\n",
+        "tracked_then_deleted.py": "",
+        "reports/report.md": "",
+        "new.py": "",
+        "ignored.log": "",
+        ".venv/pyvenv.cfg": "",
+        "venv/pyvenv.cfg": "home = /usr/bin\n",
+        "venv/lib/site.py": "",
+        "tools/env/pyvenv.cfg": "",
+        "tools/env/bin/python": "",
+        "tools/run.py": "",
+    }
+    for rel, text in files.items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(text)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    tracked = ["pkg/mod.py", "tracked_then_deleted.py", "reports/report.md", ".gitignore"]
+    subprocess.run([*git, "add", *tracked], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], cwd=repo, check=True)
+    (repo / "pkg/mod.py").write_text("x = 2\n")  # modified, uncommitted
+    (repo / "tracked_then_deleted.py").unlink()
+    assert study_files(repo) == [".gitignore", "new.py", "pkg/mod.py", "tools/run.py"]
 
 
 @pytest.mark.slow
 def test_dvc_study_end_to_end(tmp_path: Path) -> None:
-    if shutil.which("dvc") is None and not (Path(sys.executable).parent / "dvc").exists():
+    if importlib.util.find_spec("dvc") is None:
         pytest.fail("dvc is not installed: pip install -e '.[dev]' installs it")
     study = _clone(tmp_path)
     params_path = study / "params.yaml"
@@ -62,7 +120,10 @@ def test_dvc_study_end_to_end(tmp_path: Path) -> None:
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
 
     env = dict(os.environ)
+    # The stages' `python` is this interpreter, and it imports the clone's mtunet (not an
+    # editable install's); dvc runs as `python -m dvc`, so nothing needs an activated venv.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(study)
     env.update(
         GIT_AUTHOR_NAME="t",
         GIT_AUTHOR_EMAIL="t@t",
@@ -74,8 +135,10 @@ def test_dvc_study_end_to_end(tmp_path: Path) -> None:
     _run(["git", "init", "-q"], study, env)
     _run(["git", "add", "-A"], study, env)
     _run(["git", "commit", "-qm", "study"], study, env)
+    where = _run(["python", "-c", "import mtunet; print(mtunet.__file__)"], study, env)
+    assert Path(where.strip()).resolve() == (study / "mtunet/__init__.py").resolve()
 
-    out = _run(["dvc", "repro"], study, env)
+    out = _run([*DVC, "repro"], study, env)
     for stage in ("phantoms", "preprocess", "train", "evaluate"):
         for ds in ("synapse", "acdc"):
             assert f"'{stage}@{ds}'" in out
@@ -91,9 +154,9 @@ def test_dvc_study_end_to_end(tmp_path: Path) -> None:
     assert any((study / "reports").rglob("*.png"))
 
     # A second repro does nothing.
-    out = _run(["dvc", "repro"], study, env)
+    out = _run([*DVC, "repro"], study, env)
     assert "Running stage" not in out
-    status = _run(["dvc", "status"], study, env)
+    status = _run([*DVC, "status"], study, env)
     assert "up to date" in status
 
     _run(["git", "add", "-A"], study, env)
@@ -101,11 +164,11 @@ def test_dvc_study_end_to_end(tmp_path: Path) -> None:
     baseline = json.loads((study / "metrics" / "synapse.json").read_text())
 
     # An ablation reruns training, evaluation and the report, not the data stages.
-    out = _run(["dvc", "exp", "run", "-S", "model.win_size=2"], study, env)
+    out = _run([*DVC, "exp", "run", "-S", "model.win_size=2"], study, env)
     assert "'train@synapse'" in out and "'evaluate@acdc'" in out and "'report'" in out
     assert "Running stage 'phantoms" not in out and "Running stage 'preprocess" not in out
     proc = subprocess.run(
-        ["dvc", "exp", "show", "--json"],
+        [*DVC, "exp", "show", "--json"],
         cwd=study,
         env=env,
         capture_output=True,
@@ -118,3 +181,20 @@ def test_dvc_study_end_to_end(tmp_path: Path) -> None:
     assert ablated != baseline
     report = (study / "reports" / "report.md").read_text()
     assert "model.win_size" in report
+
+
+def test_ci_runs_the_readme_commands() -> None:
+    """`.ci/run` runs the README's test command step by step, with `ruff check .` before pytest."""
+    readme = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, flags=re.S)
+    commands = [b.strip() for b in blocks if b.strip().endswith("python -m pytest")]
+    assert len(commands) == 1, "README: expected one bash block ending in `python -m pytest`"
+    steps = commands[0].split(" && ")
+    assert steps[:2] == ["python3 -m venv .venv", ". .venv/bin/activate"]
+    ci = [
+        line.strip()
+        for line in (REPO / ".ci/run").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    runs = [line for line in ci if line in {*steps, "ruff check ."}]
+    assert runs == [*steps[:-1], "ruff check .", steps[-1]], ci

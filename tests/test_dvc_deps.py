@@ -1,0 +1,294 @@
+"""dvc.yaml lists exactly the library modules each stage imports, no more and no fewer.
+
+For each stage, the script named in its ``cmd`` is parsed and its imports are followed through
+the ``mtunet`` package, statically, the way Python runs them:
+
+- importing ``a.b.c`` runs the import-time code of ``a/__init__.py``, ``a/b/__init__.py`` and
+  ``c``; a package resolves to its ``__init__.py``; relative imports are resolved;
+- ``from a.b import x`` follows the submodule ``a/b/x.py`` (all of it) when there is one;
+- import-time code (module level and class bodies) is always followed; an import inside a
+  top-level function is followed when that function can run: the module was imported whole
+  (``import m``, ``from pkg import m``, ``*``), or the function is imported by name or
+  referenced from code already followed in the same module.
+
+The last rule is what lets ``pipeline/train.py`` (``from mtunet.stages import run_train``)
+skip the report code that ``mtunet.stages.run_report`` imports. Every module reached must be
+covered by a dep (the file, or a directory above it) and every ``mtunet`` dep must be reached
+(each ``.py`` file under a directory dep), so a change to imported code reruns the stage and a
+change to other code does not.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shlex
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = "mtunet"
+WHOLE = "*"  # the unit name for "every function of the module"
+TOP = ""  # the unit name for a module's import-time code
+
+
+@dataclass
+class _Module:
+    """One parsed source file: its import-time code and its top-level functions."""
+
+    name: str
+    path: Path
+    is_package: bool
+    top: list[ast.AST] = field(default_factory=list)
+    functions: dict[str, ast.AST] = field(default_factory=dict)
+
+
+def _module_file(root: Path, name: str) -> Path | None:
+    """The file of dotted module ``name`` under ``root`` (a package's ``__init__.py``)."""
+    parts = name.split(".")
+    if not name or parts[0] != PACKAGE:
+        return None
+    base = root.joinpath(*parts)
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    if base.with_suffix(".py").is_file():
+        return base.with_suffix(".py")
+    return None
+
+
+def _parse(name: str, path: Path, is_package: bool, *, split: bool = True) -> _Module:
+    """Split a file into import-time code and top-level functions (all top-level if not split)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    module = _Module(name, path, is_package)
+    for node in tree.body:
+        if split and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            module.functions[node.name] = node
+            # Decorators and default values run at import time.
+            module.top.extend(node.decorator_list)
+            module.top.extend(d for d in [*node.args.defaults, *node.args.kw_defaults] if d)
+        else:
+            module.top.append(node)
+    return module
+
+
+def _base(node: ast.ImportFrom, module: _Module) -> str:
+    """The absolute module a ``from ... import`` reads from."""
+    if node.level == 0:
+        return node.module or ""
+    package = module.name.split(".") if module.is_package else module.name.split(".")[:-1]
+    package = package[: len(package) - (node.level - 1)]
+    return ".".join([*package, *([node.module] if node.module else [])])
+
+
+def _requests(root: Path, nodes: list[ast.AST], module: _Module) -> Iterator[tuple[str, str]]:
+    """(module, unit) pairs that the code in ``nodes`` imports or calls."""
+    for top in nodes:
+        for node in ast.walk(top):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    yield alias.name, WHOLE
+            elif isinstance(node, ast.ImportFrom):
+                base = _base(node, module)
+                for alias in node.names:
+                    if alias.name == "*":
+                        yield base, WHOLE
+                        continue
+                    if _module_file(root, f"{base}.{alias.name}") is not None:
+                        yield f"{base}.{alias.name}", WHOLE
+                    yield base, alias.name
+            elif isinstance(node, ast.Name) and node.id in module.functions:
+                yield module.name, node.id
+
+
+def imported_files(script: Path, root: Path = REPO) -> set[str]:
+    """Every file of the package that running ``script`` can import, relative to ``root``."""
+    modules: dict[str, _Module] = {}
+    seen: set[tuple[str, str]] = set()
+    main = _parse("__main__", script, False, split=False)
+    queue = list(_requests(root, main.top, main))
+    while queue:
+        name, unit = queue.pop()
+        if (name, unit) in seen:
+            continue
+        seen.add((name, unit))
+        if name not in modules:
+            path = _module_file(root, name)
+            if path is None:
+                continue  # outside the package, or an attribute rather than a module
+            modules[name] = _parse(name, path, path.name == "__init__.py")
+            parents = name.split(".")
+            # Importing a.b.c runs a/__init__.py and a/b/__init__.py first.
+            queue.extend((".".join(parents[:i]), TOP) for i in range(1, len(parents)))
+            queue.append((name, TOP))
+        module = modules[name]
+        if unit == TOP:
+            nodes = module.top
+        elif unit == WHOLE:
+            nodes = list(module.functions.values())
+            queue.append((name, TOP))
+        else:
+            nodes = [module.functions[unit]] if unit in module.functions else []
+        queue.extend(_requests(root, nodes, module))
+    return {m.path.relative_to(root).as_posix() for m in modules.values()}
+
+
+_VAR = re.compile(r"\$\{\s*([\w.]+)\s*\}")
+
+
+def _lookup(context: dict[str, Any], dotted: str) -> Any:
+    value: Any = context
+    for part in dotted.split("."):
+        value = value[part]
+    return value
+
+
+def _substitute(value: Any, context: dict[str, Any]) -> Any:
+    """DVC's ``${...}`` interpolation, recursively (a lone ``${x}`` keeps x's type)."""
+    if isinstance(value, str):
+        whole = _VAR.fullmatch(value)
+        if whole:
+            return _lookup(context, whole.group(1))
+        return _VAR.sub(lambda m: str(_lookup(context, m.group(1))), value)
+    if isinstance(value, list):
+        return [_substitute(v, context) for v in value]
+    if isinstance(value, dict):
+        return {_substitute(k, context): _substitute(v, context) for k, v in value.items()}
+    return value
+
+
+def dvc_stages(root: Path = REPO) -> dict[str, dict[str, Any]]:
+    """The stages of ``dvc.yaml`` with ``foreach`` expanded (``name@key``) and vars filled in."""
+    spec = yaml.safe_load((root / "dvc.yaml").read_text())
+    params_path = root / "params.yaml"
+    params = yaml.safe_load(params_path.read_text()) if params_path.is_file() else {}
+    stages: dict[str, dict[str, Any]] = {}
+    for name, stage in spec["stages"].items():
+        if "foreach" not in stage:
+            stages[name] = _substitute(stage, params)
+            continue
+        items = _substitute(stage["foreach"], params)
+        pairs = items.items() if isinstance(items, dict) else ((str(v), v) for v in items)
+        for key, item in pairs:
+            stages[f"{name}@{key}"] = _substitute(stage["do"], {**params, "key": key, "item": item})
+    return stages
+
+
+def _script(stage: dict[str, Any]) -> str:
+    """The Python script a stage's ``cmd`` runs."""
+    scripts = [w for w in shlex.split(stage["cmd"]) if w.endswith(".py")]
+    assert len(scripts) == 1, f"expected one .py script in cmd {stage['cmd']!r}"
+    return scripts[0]
+
+
+def dep_problems(name: str, stage: dict[str, Any], root: Path = REPO) -> list[str]:
+    """What a stage's deps lack (imported, not covered) and list in vain (covered, not imported)."""
+    script = _script(stage)
+    imported = imported_files(root / script, root) | {script}
+    deps = [d if isinstance(d, str) else next(iter(d)) for d in stage.get("deps", [])]
+    deps = [d.rstrip("/") for d in deps]
+    missing = sorted(f for f in imported if not any(f == d or f.startswith(f"{d}/") for d in deps))
+    stale = []
+    for dep in deps:
+        if dep != PACKAGE and not dep.startswith(f"{PACKAGE}/"):
+            continue
+        path = root / dep
+        if path.is_dir():
+            files = sorted(p.relative_to(root).as_posix() for p in path.rglob("*.py"))
+            stale += [f"{f} (in {dep})" for f in files if f not in imported]
+        elif dep not in imported:
+            stale.append(dep if path.exists() else f"{dep} (no such file)")
+    problems = []
+    if missing:
+        problems.append(f"{name}: missing deps (imported, not listed): {', '.join(missing)}")
+    if stale:
+        problems.append(f"{name}: stale deps (listed, not imported): {', '.join(stale)}")
+    return problems
+
+
+def test_every_stage_lists_exactly_the_modules_it_imports() -> None:
+    stages = dvc_stages()
+    assert {"phantoms@synapse", "train@acdc", "evaluate@synapse", "report"} <= set(stages)
+    problems = [p for name, stage in stages.items() for p in dep_problems(name, stage)]
+    assert not problems, "dvc.yaml deps do not match the imports:\n" + "\n".join(problems)
+
+
+def test_stages_reach_their_library_code() -> None:
+    """The walk itself: each stage reaches its own code and not the other stages' code."""
+    reached = {name: imported_files(REPO / _script(s)) for name, s in dvc_stages().items()}
+    assert {"mtunet/stages.py", "mtunet/config.py"} <= reached["phantoms@acdc"]
+    assert "mtunet/data/synthetic.py" in reached["phantoms@acdc"]
+    assert "mtunet/model/network.py" in reached["train@synapse"]
+    assert "mtunet/data/__init__.py" in reached["train@synapse"]
+    assert "mtunet/report/report.py" in reached["report"]
+    assert not any(f.startswith("mtunet/report/") for f in reached["train@synapse"])
+    assert not any(f.startswith("mtunet/model/") for f in reached["phantoms@synapse"])
+
+
+@pytest.fixture
+def toy(tmp_path: Path) -> Path:
+    """A small ``mtunet`` package exercising each import form, with a stage script."""
+    files = {
+        "mtunet/__init__.py": "",
+        "mtunet/a.py": (
+            "from . import b\n"
+            "from .sub import helper\n"
+            "def used():\n    from mtunet.lazy import x\n    return _inner()\n"
+            "def _inner():\n    from .sub.deep import y\n"
+            "def unused():\n    import mtunet.never\n"
+        ),
+        "mtunet/b.py": "",
+        "mtunet/sub/extra.py": "",
+        "mtunet/sub/__init__.py": "from .mod import helper\n",
+        "mtunet/sub/mod.py": "class K:\n    def m(self):\n        from mtunet import kept\n"
+        "def helper():\n    pass\n",
+        "mtunet/sub/deep.py": "y = 1\n",
+        "mtunet/lazy.py": "x = 1\n",
+        "mtunet/kept.py": "",
+        "mtunet/never.py": "",
+        "mtunet/whole.py": "def g():\n    from mtunet import via_whole\n",
+        "mtunet/via_whole.py": "",
+        "pipeline/run.py": (
+            "import os\nfrom mtunet.a import used\ndef main():\n    import mtunet.whole\n"
+        ),
+    }
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  run:\n    foreach: [x]\n    do:\n      cmd: python pipeline/run.py ${item}\n"
+        "      deps:\n        - pipeline/run.py\n        - mtunet/sub\n        - mtunet/a.py\n"
+        "        - mtunet/never.py\n        - mtunet/gone.py\n"
+    )
+    return tmp_path
+
+
+def test_import_walk_on_a_toy_package(toy: Path) -> None:
+    assert imported_files(toy / "pipeline/run.py", toy) == {
+        "mtunet/__init__.py",
+        "mtunet/a.py",  # from mtunet.a import used
+        "mtunet/b.py",  # from . import b: the submodule
+        "mtunet/sub/__init__.py",  # a package resolves to its __init__.py
+        "mtunet/sub/mod.py",  # relative import in sub/__init__.py
+        "mtunet/kept.py",  # inside a method: classes are always followed
+        "mtunet/lazy.py",  # inside the imported function
+        "mtunet/sub/deep.py",  # inside a function that function calls
+        "mtunet/whole.py",  # inside the script's function: the whole module
+        "mtunet/via_whole.py",  # inside a function of a module imported whole
+    }  # mtunet/never.py: only inside a function nothing imports or calls
+
+
+def test_problems_name_each_missing_and_stale_file(toy: Path) -> None:
+    stages = dvc_stages(toy)
+    assert set(stages) == {"run@x"}
+    problems = dep_problems("run@x", stages["run@x"], toy)
+    assert problems == [
+        "run@x: missing deps (imported, not listed): mtunet/__init__.py, mtunet/b.py, "
+        "mtunet/kept.py, mtunet/lazy.py, mtunet/via_whole.py, mtunet/whole.py",
+        "run@x: stale deps (listed, not imported): mtunet/sub/extra.py (in mtunet/sub), "
+        "mtunet/never.py, mtunet/gone.py (no such file)",
+    ]
