@@ -9,7 +9,8 @@ dataset (``dataset.json``) and writes
   when training ends;
 * ``out_dir/train.json``: resolved configs, the selection rule and epoch, history, timings;
 * DVCLive logs in ``live_dir``: ``train/loss`` and ``train/lr`` per step (DVCLive ``step``
-  = optimizer steps taken), ``train/epoch_loss`` and ``val/dice`` per epoch, the resolved
+  = optimizer steps taken), ``train/epoch_loss``, ``train/dice/<class>`` (hard Dice of the
+  epoch's augmented training batches, per class) and ``val/dice`` per epoch, the resolved
   parameters.
 
 Model selection never looks at the test split: ``selection="auto"`` keeps the epoch with the
@@ -47,7 +48,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -61,6 +62,7 @@ from mtunet.checkpoint import load_checkpoint, save_checkpoint
 from mtunet.config import check, from_dict, to_dict
 from mtunet.fileio import write_json
 from mtunet.losses import CEDiceLoss
+from mtunet.numerics import kernel_record, pin_cpu_kernels
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +122,16 @@ class TrainConfig:
             ``"cuda:N"``.
         devices: Processes (GPUs) to train on; > 1 spawns DistributedDataParallel workers
             (gloo on CPU, NCCL on CUDA). Under ``torchrun`` its environment decides instead.
-        bf16: bfloat16 autocast of the forward pass, used on CUDA only (ignored elsewhere).
+        bf16: bfloat16 autocast of the forward pass on CUDA and on the CPU (fast on CPUs
+            with AVX512-BF16 or AMX, slow elsewhere; ignored on MPS).
+        channels_last: Channels-last memory format for the network and its input (faster
+            convolutions on CPU; different float rounding than contiguous).
+        fused_optimizer: The optimizer's fused implementation (one kernel for all
+            parameters instead of a loop over them).
+        compile: ``torch.compile`` the network (its compile time is paid at every start).
+        cpu_kernels: ``"native"`` (the fastest kernels this CPU has) or ``"portable"``
+            (AVX2 kernels everywhere on x86-64, so machines of different vector width
+            compute the same bits; :mod:`mtunet.numerics`).
         num_workers: DataLoader worker processes (0 loads in the main process).
         pin_memory: Pinned host memory for the batches (CUDA only).
         selection: ``"auto"`` (best validation epoch when the dataset has validation volumes,
@@ -152,6 +163,10 @@ class TrainConfig:
     device: str = "auto"
     devices: int = 1
     bf16: bool = False
+    channels_last: bool = False
+    fused_optimizer: bool = False
+    compile: bool = False
+    cpu_kernels: Literal["native", "portable"] = "native"
     num_workers: int = 0
     pin_memory: bool = True
     selection: Literal["auto", "last", "best_val"] = "auto"
@@ -211,6 +226,11 @@ class TrainConfig:
             f"expected 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N', got {self.device!r}",
         )
         check(self.devices >= 1, "devices", f"must be >= 1, got {self.devices}")
+        check(
+            self.cpu_kernels in ("native", "portable"),
+            "cpu_kernels",
+            f"must be 'native' or 'portable', got {self.cpu_kernels!r}",
+        )
         check(self.num_workers >= 0, "num_workers", f"must be >= 0, got {self.num_workers}")
         check(
             self.selection in ("auto", "last", "best_val"),
@@ -433,6 +453,25 @@ def foreground_dice(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> list[
     return out
 
 
+def confusion_dice(confusion: np.ndarray, class_names: Sequence[str]) -> dict[str, float]:
+    """Per-class hard Dice of a (gt, pred) pixel-count matrix, foreground classes only.
+
+    Args:
+        confusion: (C, C) int counts, rows ground truth, columns prediction.
+        class_names: C names, background first.
+
+    Returns:
+        ``{name: Dice in [0, 1]}`` for classes 1..C-1 (None for a class absent from both).
+    """
+    tp = np.diag(confusion).astype(np.float64)
+    denom = confusion.sum(axis=0) + confusion.sum(axis=1)
+    return {
+        name: round(2.0 * float(tp[c]) / float(denom[c]), 6) if denom[c] > 0 else None
+        for c, name in enumerate(class_names)
+        if c > 0
+    }
+
+
 def validation_dice(
     model: nn.Module,
     volumes: Any,
@@ -513,6 +552,8 @@ def train(
     """
     if not isinstance(train_cfg, TrainConfig):
         raise ValueError(f"train_cfg: expected a TrainConfig, got {type(train_cfg).__name__}")
+    # Before the first computation, and inherited by spawned processes.
+    pin_cpu_kernels(train_cfg.cpu_kernels)
     info = mdist.env_info()
     if info is not None:  # started by torchrun: its environment decides
         return _run_process(info, train_cfg, model_cfg, manifest_path, out_dir, live_dir)
@@ -644,11 +685,13 @@ class _Trainer:
             self.rule = "best_val" if self.val_set is not None else "last"
         else:
             self.rule = cfg.selection
-        self.amp_dtype = torch.bfloat16 if (cfg.bf16 and device.type == "cuda") else None
+        self.amp_dtype = torch.bfloat16 if (cfg.bf16 and device.type in ("cuda", "cpu")) else None
         if cfg.bf16 and self.amp_dtype is None and info.is_main:
             logger.warning(
-                "train.bf16: autocast is used on CUDA only; training in float32 on %s", device
+                "train.bf16: autocast is used on CUDA and CPU only; training in float32 on %s",
+                device,
             )
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
 
         self.data_info = {
             "dataset": manifest.name,
@@ -685,7 +728,7 @@ class _Trainer:
         if info.distributed:
             model = mdist.convert_sync_batchnorm(model, self.device.type)
             self.raw_model = model
-        model.to(self.device)
+        model.to(self.device, memory_format=self.memory_format)
         if info.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -699,14 +742,21 @@ class _Trainer:
             )
         else:
             self.model = model
+        fused = {"fused": True} if cfg.fused_optimizer else {}
         if cfg.optimizer == "adam":
             self.optimizer: torch.optim.Optimizer = torch.optim.Adam(
-                model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+                model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused
             )
         else:
             self.optimizer = torch.optim.SGD(
-                model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+                model.parameters(),
+                lr=cfg.lr,
+                momentum=cfg.momentum,
+                weight_decay=cfg.weight_decay,
+                **fused,
             )
+        # The forward the loop calls; checkpoints always come from the plain module.
+        self.forward = torch.compile(self.model) if cfg.compile else self.model
         self.criterion = CEDiceLoss(
             self.model_cfg.num_classes,
             ce_weight=cfg.ce_weight,
@@ -841,7 +891,11 @@ class _Trainer:
         return {"rule": "last", "epoch": epoch, "val_dice": last_val, "split": None}
 
     def _state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu().clone() for k, v in self.raw_model.state_dict().items()}
+        # Contiguous whatever the training memory format, so checkpoints load anywhere.
+        return {
+            k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
+            for k, v in self.raw_model.state_dict().items()
+        }
 
     def _payload(
         self,
@@ -910,6 +964,9 @@ class _Trainer:
                         cfg.lr, self.global_step - 1, self.max_steps, cfg.poly_power
                     ),  # type: ignore[arg-type]
                     "train_seconds": seconds,
+                    "train_dice": confusion_dice(
+                        self.epoch_confusion, self.manifest.class_names
+                    ),
                     "val_dice": None,
                 }
                 last_epoch = epoch + 1 == cfg.epochs
@@ -938,6 +995,9 @@ class _Trainer:
                     if live is not None:
                         live.step = self.global_step
                         live.log_metric("train/epoch_loss", epoch_loss)
+                        for name, value in record["train_dice"].items():
+                            if value is not None:
+                                live.log_metric(f"train/dice/{name}", value)
                         live.log_metric("train/epoch", epoch + 1)
                         if record["val_dice"] is not None:
                             live.log_metric("val/dice", record["val_dice"])
@@ -989,6 +1049,10 @@ class _Trainer:
         self.loader_gen.manual_seed(cfg.seed + epoch)
         losses: list[float] = []
         n_images = 0
+        num_classes = self.model_cfg.num_classes
+        # (gt, pred) pixel counts of the epoch's augmented training batches, kept on the
+        # device and read once at the end: which class the network is (not) learning.
+        confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=self.device)
         # The loss of step k is read on the host after step k+1 is queued, so the host
         # never waits for the device inside a step (a non-finite loss stops one step later).
         pending: tuple[torch.Tensor, int, float] | None = None
@@ -998,7 +1062,9 @@ class _Trainer:
             lr = poly_lr(cfg.lr, self.global_step, self.max_steps, cfg.poly_power)  # type: ignore[arg-type]
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            x = batch["image"].to(self.device, non_blocking=True)
+            x = batch["image"].to(
+                self.device, non_blocking=True, memory_format=self.memory_format
+            )
             y = batch["label"].to(self.device, non_blocking=True)
             autocast = (
                 torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
@@ -1006,8 +1072,11 @@ class _Trainer:
                 else contextlib.nullcontext()
             )
             with autocast:
-                logits = self.model(x)
+                logits = self.forward(x)
             loss = self.criterion(logits, y, ce_scale=self.sampler.ce_scale(step))
+            with torch.no_grad():
+                pairs = y.reshape(-1) * num_classes + logits.argmax(1).reshape(-1)
+                confusion += torch.bincount(pairs, minlength=num_classes * num_classes)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -1019,6 +1088,9 @@ class _Trainer:
             pending = (mdist.sum_over_processes(loss), step, lr)
         if pending is not None:
             losses.append(self._log_step(epoch, *pending, live, bar))
+        self.epoch_confusion = (
+            mdist.sum_over_processes(confusion).cpu().numpy().reshape(num_classes, num_classes)
+        )
         return (float(np.mean(losses)) if losses else float("nan")), n_images
 
     def _log_step(
@@ -1086,6 +1158,7 @@ class _Trainer:
                 "epochs_this_run": epochs - (self.resumed_from or 0),
             },
             "torch_version": str(torch.__version__),
+            "machine": kernel_record(),
             "final_epoch_loss": self.history[-1]["loss"] if self.history else None,
         }
         if info.is_main:

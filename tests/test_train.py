@@ -5,16 +5,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from training_data import make_dataset
 
 from mtunet.checkpoint import load_checkpoint, model_from_checkpoint
 from mtunet.model import MTUNetConfig
-from mtunet.train import TrainConfig, poly_lr, train
+from mtunet.train import TrainConfig, confusion_dice, poly_lr, train
 
 MODEL = MTUNetConfig(width_mult=0.125, img_size=32)
 
@@ -129,6 +131,10 @@ def test_train_outputs_selection_and_logs(tmp_path: Path) -> None:
     assert saved["global_step"] == 4 and saved["steps_per_epoch"] == 2
     assert [h["epoch"] for h in saved["history"]] == [1, 2]
     assert all(0.0 <= h["val_dice"] <= 1.0 for h in saved["history"])
+    # Per-class training Dice of each epoch, foreground classes by name.
+    for h in saved["history"]:
+        assert set(h["train_dice"]) == {"c1", "c2", "c3"}
+        assert all(v is None or 0.0 <= v <= 1.0 for v in h["train_dice"].values())
     assert res["selection"] == saved["selection"]
     best = max(saved["history"], key=lambda h: h["val_dice"])
     assert saved["selection"]["val_dice"] == best["val_dice"]
@@ -150,6 +156,7 @@ def test_train_outputs_selection_and_logs(tmp_path: Path) -> None:
     assert [r.split("\t")[col] for r in loss_rows[1:]] == ["1", "2", "3", "4"]
     assert len((metrics / "train" / "lr.tsv").read_text().splitlines()) == 5
     assert len((metrics / "train" / "epoch_loss.tsv").read_text().splitlines()) == 3
+    assert len((metrics / "train" / "dice" / "c2.tsv").read_text().splitlines()) == 3
     assert len((metrics / "val" / "dice.tsv").read_text().splitlines()) == 3
     assert "optimizer: adam" in (live1 / "params.yaml").read_text()
     assert not (live1 / "dvc.yaml").exists()
@@ -291,3 +298,35 @@ def test_one_slice_last_batch_is_refused_up_front(tmp_path: Path) -> None:
         quick(epochs=1, img_size=[64, 64]), MODEL, manifest, tmp_path / "run64", None
     )
     assert res["steps_per_epoch"] == 2 and res["history"][0]["loss"] > 0
+
+
+def test_confusion_dice() -> None:
+    # Rows ground truth, columns prediction; class 2 never occurs.
+    confusion = np.array([[50, 2, 0], [4, 6, 0], [0, 0, 0]])
+    got = confusion_dice(confusion, ["bg", "a", "b"])
+    assert got == {"a": pytest.approx(2 * 6 / (8 + 10)), "b": None}
+
+
+@pytest.mark.slow
+def test_cpu_levers_keep_runs_identical(tmp_path: Path) -> None:
+    """Channels-last memory and the fused optimizer: same params, same weights, run after run."""
+    manifest = make_dataset(tmp_path / "data", n_val_volumes=0)
+    cfg = quick(channels_last=True, fused_optimizer=True)
+    train(cfg, MODEL, manifest, tmp_path / "a", None)
+    train(cfg, MODEL, manifest, tmp_path / "b", None)
+    wa = weights(tmp_path / "a" / "last.pt")
+    assert_same_weights(wa, weights(tmp_path / "b" / "last.pt"))
+    # The levers are real: the plain path rounds differently.
+    train(quick(), MODEL, manifest, tmp_path / "plain", None)
+    wp = weights(tmp_path / "plain" / "last.pt")
+    assert any(not torch.equal(wa[k], wp[k]) for k in wa)
+    # Checkpoints are written contiguous, whatever the training memory format.
+    assert all(v.is_contiguous() for v in wa.values())
+
+
+def test_bf16_autocast_on_cpu(tmp_path: Path) -> None:
+    manifest = make_dataset(tmp_path / "data", n_val_volumes=0, n_train=4)
+    res = train(quick(epochs=1, bf16=True), MODEL, manifest, tmp_path / "run", None)
+    assert res["bf16"] is True and res["device"] == "cpu"
+    assert math.isfinite(res["history"][0]["loss"])
+    assert res["machine"]["aten_capability"] == torch.backends.cpu.get_cpu_capability()
