@@ -25,7 +25,10 @@ ACDC-like cine MR (``training/patientXXX/`` with ``Info.cfg``, ``_4d``, ``frameN
 contraction cycle over ``n_frames`` (ES: smaller cavities, thicker myocardium), the five
 ACDC groups (NOR, MINF, DCM, HCM, RV) changing sizes and contraction, a chest with lungs,
 liver and bright fat (as bright as blood), a smooth multiplicative bias field and Rician
-noise. RV and LV blood share one intensity.
+noise. RV and LV blood share one intensity, and the myocardium is only two to three pixels
+thick at 96 x 96; the RV is a crescent around the septum, basal rings open into the outflow
+tract, apical cavities close, trabeculae and papillary muscles sit in the LV cavity, and every
+border is blurred by partial volume (see :func:`acdc_frame`).
 
 Everything is a function of ``cfg.seed`` and the case id (one generator per case), so a
 case does not change when other cases are added, and reruns give identical bytes.
@@ -126,7 +129,7 @@ class AcdcPhantomConfig:
     min_slices: int = 8
     max_slices: int = 10
     n_frames: int = 12
-    noise: float = 0.05
+    noise: float = 0.14
 
     def __post_init__(self) -> None:
         check(
@@ -350,22 +353,42 @@ def write_synapse_phantoms(cfg: SynapsePhantomConfig, out_dir: str | Path) -> di
 
 
 def _acdc_shape_params(group: str, rng: np.random.Generator) -> dict[str, float]:
+    """Per-patient heart sizes in normalised units (1.0 = half the field of view).
+
+    At 96 x 96 (about 4 mm pixels, like ACDC's ~1.5 mm at 256) an ED LV cavity of about
+    5 cm is 0.14 and a myocardium of 8 to 10 mm is 0.05: two to three pixels.
+    """
     p = {
-        "lv": 0.20 * rng.uniform(0.9, 1.1),  # LV cavity radius at the base (ED)
-        "myo": 0.075 * rng.uniform(0.9, 1.1),  # wall thickness (ED)
-        "rv": 1.0 * rng.uniform(0.9, 1.1),  # RV size factor
+        "lv": 0.14 * rng.uniform(0.9, 1.1),  # LV cavity radius at the base (ED)
+        "myo": 0.042 * rng.uniform(0.9, 1.1),  # wall thickness (ED)
+        "rv": 1.0 * rng.uniform(0.7, 1.4),  # RV crescent width factor
         "contract": 0.62 * rng.uniform(0.95, 1.05),  # ES / ED cavity radius
         "thicken": 1.35,  # ES / ED wall thickness
+        "rv_contract": 0.55 * rng.uniform(0.9, 1.1),  # ES / ED RV crescent width
     }
     if group == "DCM":
-        p.update(lv=p["lv"] * 1.3, contract=0.9, thicken=1.1, myo=p["myo"] * 0.85)
+        p.update(lv=p["lv"] * 1.3, contract=0.9, thicken=1.1, myo=p["myo"] * 0.8)
     elif group == "HCM":
         p.update(myo=p["myo"] * 1.6, lv=p["lv"] * 0.85, contract=0.5)
     elif group == "MINF":
         p.update(contract=0.82, thicken=1.15)
     elif group == "RV":
-        p.update(rv=p["rv"] * 1.4)
+        p.update(rv=p["rv"] * 1.4, rv_contract=0.8)
     return p
+
+
+#: Mean signal of each tissue (arbitrary MR units); blood and myocardium are close, as in
+#: cine SSFP at a coil's edge, and fat is as bright as blood.
+_ACDC_SIGNAL = {
+    "body": 120.0,
+    "fat": 240.0,
+    "lung": 25.0,
+    "liver": 140.0,
+    "pericardium": 200.0,
+    "blood": 200.0,
+    "myo": 135.0,
+    "scar": 95.0,
+}
 
 
 def acdc_frame(
@@ -376,63 +399,104 @@ def acdc_frame(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One cine frame (Z, H, W): ``phase`` 0 = end-diastole, 1 = end-systole.
 
+    The short-axis stack runs from the base (slice 0) to the apex. What makes real ACDC
+    hard is drawn in: a myocardium two to three pixels thick, the RV a crescent wrapped
+    around the septum, basal slices where the ring opens into the outflow tract, apical
+    slices where the LV cavity and then the RV vanish, trabeculae and papillary muscles
+    inside the cavity (labelled LV, as in ACDC), partial-volume blur at every border
+    (drawn at 3x resolution and averaged down), a coil bias field and Rician noise.
+
     Returns:
         ``(intensity int16 (Z, H, W), label uint8 (Z, H, W))`` (0 bg, 1 RV, 2 myo, 3 LV).
     """
     n, nz = cfg.size, anatomy["nz"]
     p = anatomy["params"]
-    g = np.linspace(-1, 1, n)
+    sig = _ACDC_SIGNAL
+    up = 3  # supersampling: the image is the mean of 3 x 3 sub-pixels (partial volume)
+    g = (np.arange(n * up) + 0.5) / (n * up) * 2.0 - 1.0
     hh, ww = np.meshgrid(g, g, indexing="ij")
-    lv_r = p["lv"] * (1 - phase * (1 - p["contract"]))
+    lv_r0 = p["lv"] * (1 - phase * (1 - p["contract"]))
     myo_t = p["myo"] * (1 + phase * (p["thicken"] - 1))
-    rv_f = p["rv"] * (1 - 0.25 * phase)
+    rv_w = p["rv"] * (1 - phase * (1 - p["rv_contract"]))
     ch, cw = anatomy["center"]
+    a = anatomy["angle"]
+    dh, dw = hh - ch, ww - cw
+    rh, rw = np.cos(a) * dh - np.sin(a) * dw, np.sin(a) * dh + np.cos(a) * dw
+    theta = np.arctan2(rh, rw)
+    body = (hh / 0.85) ** 2 + (ww / 0.95) ** 2 < 1
+    fat = body & ~((hh / 0.8) ** 2 + (ww / 0.9) ** 2 < 1)
+    lungs = np.zeros_like(body)
+    for side in (-1, 1):
+        lungs |= ((hh + 0.15) / 0.5) ** 2 + ((ww - 0.55 * side) / 0.3) ** 2 < 1
+    liver = ((hh - 0.7) / 0.3) ** 2 + ((ww + 0.4) / 0.45) ** 2 < 1
+    trab = anatomy["trabeculae"]
     img = np.zeros((nz, n, n), dtype=np.float32)
     lab = np.zeros((nz, n, n), dtype=np.uint8)
-    blood = 300.0
     for z in range(nz):
         t = z / max(nz - 1, 1)  # 0 base .. 1 apex
-        taper = np.sqrt(max(1.0 - 0.85 * t**2, 0.05))
-        sl = img[z]
-        body = (hh / 0.85) ** 2 + (ww / 0.95) ** 2 < 1
-        sl[body] = 120.0
-        fat = body & ~((hh / 0.78) ** 2 + (ww / 0.88) ** 2 < 1)
-        sl[fat] = 290.0  # subcutaneous fat: as bright as blood
-        for side in (-1, 1):  # lungs
-            lung = ((hh + 0.15) / 0.5) ** 2 + ((ww - 0.5 * side) / 0.3) ** 2 < 1
-            sl[lung & body] = 25.0
-        liver = ((hh - 0.7) / 0.3) ** 2 + ((ww + 0.4) / 0.45) ** 2 < 1
-        sl[liver & body] = 150.0
-        # Heart, rotated in-plane by the case's angle around the LV centre.
-        a = anatomy["angle"]
-        dh, dw = hh - ch, ww - cw
-        rh, rw = np.cos(a) * dh - np.sin(a) * dw, np.sin(a) * dh + np.cos(a) * dw
-        r_lv, r_epi = lv_r * taper, (lv_r * taper + myo_t)
-        dist = np.sqrt(rh**2 + (rw / 1.05) ** 2)
-        peri = dist < r_epi + 0.03
-        sl[peri] = 260.0  # pericardial fat ring
-        rv_mask = np.zeros_like(body)
-        if t < 0.85:  # the RV stops before the apex
-            rv_c = r_epi + 0.06 * rv_f
-            rv_shape = (
-                (rh / (0.26 * rv_f * taper + 1e-3)) ** 2
-                + ((rw + rv_c) / (0.17 * rv_f * taper + 1e-3)) ** 2
-            ) < 1
-            rv_mask = rv_shape & (dist > r_epi + 0.015)
-        myo_mask = (dist < r_epi) & (dist >= r_lv)
-        lv_mask = dist < r_lv
-        sl[rv_mask] = blood
-        sl[myo_mask] = 110.0
-        sl[lv_mask] = blood
+        taper = np.sqrt(max(1.0 - 0.8 * t**2, 0.05))
+        # The cavity closes towards the apex; the last slice is a myocardial cap.
+        lv_r = lv_r0 * taper * (1.0 if t < 0.75 else max(0.0, (1.0 - t) / 0.25))
+        r_epi = lv_r0 * taper + myo_t
+        # An irregular (trabeculated) endocardium: the radius wobbles with the angle.
+        dist = np.sqrt(rh**2 + (rw / (1.0 + 0.08 * phase)) ** 2)
+        wobble = 1.0 + anatomy["wobble"][0] * np.sin(anatomy["wobble"][1] * theta + z)
+        dist_endo = dist / wobble
+        sl = np.full(hh.shape, 0.0, dtype=np.float32)
+        sl[body] = sig["body"]
+        sl[fat] = sig["fat"]
+        sl[lungs & body] = sig["lung"]
+        sl[liver & body] = sig["liver"]
+        sl[dist < r_epi + 0.025] = sig["pericardium"]
+        # RV: a crescent on the septal side, hugging the LV, shorter than the LV.
+        rv = np.zeros_like(body)
+        if t < anatomy["rv_end"]:
+            # The crescent sits at a patient-specific angle around the LV.
+            b_ = anatomy["rv_angle"]
+            qh, qw = np.cos(b_) * rh - np.sin(b_) * rw, np.sin(b_) * rh + np.cos(b_) * rw
+            reach = r_epi + 0.09 * rv_w * (1.0 - 0.6 * t)
+            outer = (qh / (1.25 * reach)) ** 2 + ((qw + 0.35 * reach) / reach) ** 2 < 1
+            rv = outer & (dist > r_epi + 0.012) & (qw < 0.25 * r_epi)
+            # The RV free wall: a thin, unlabelled muscle line, then epicardial fat as
+            # bright as blood, so the outer border shows only as that thin dark line.
+            rim = (qh / (1.25 * reach + 0.05)) ** 2 + (
+                (qw + 0.35 * reach) / (reach + 0.05)
+            ) ** 2 < 1
+            wall = (qh / (1.25 * reach + 0.02)) ** 2 + (
+                (qw + 0.35 * reach) / (reach + 0.02)
+            ) ** 2 < 1
+            sl[rim & ~rv & (qw < 0.25 * r_epi) & ~(dist < r_epi)] = sig["pericardium"]
+            sl[wall & ~rv & (qw < 0.25 * r_epi) & ~(dist < r_epi)] = sig["myo"]
+        myo = (dist < r_epi) & (dist_endo >= lv_r)
+        lv = (dist_endo < lv_r) & (dist < r_epi)
+        if t < 0.15:  # basal slices: the ring opens into the outflow tract
+            gap = (theta > anatomy["outflow"]) & (theta < anatomy["outflow"] + 0.9)
+            outflow = gap & (dist < r_epi)
+            myo &= ~gap
+            sl[outflow] = sig["blood"]  # blood outside the labelled cavity
+            # An atrium cut at the base: blood as bright as the ventricles, not labelled.
+            ah, aw = anatomy["atrium"]
+            atrium = ((rh - ah * r_epi) / (0.9 * r_epi)) ** 2 + ((rw - aw * r_epi) / r_epi) ** 2 < 1
+            sl[atrium & ~(dist < r_epi)] = sig["blood"]
+        sl[rv] = sig["blood"]
+        sl[myo] = sig["myo"]
         if anatomy["group"] == "MINF":  # a thinned scar segment, darker
-            scar = myo_mask & (np.arctan2(rh, rw) > 1.0) & (np.arctan2(rh, rw) < 1.8)
-            sl[scar] = 80.0
-        lab[z][rv_mask] = 1
-        lab[z][myo_mask] = 2
-        lab[z][lv_mask] = 3
-    bias = anatomy["bias"]
-    img = img * bias[None]
-    sigma = cfg.noise * blood
+            sl[myo & (theta > 1.0) & (theta < 1.8)] = sig["scar"]
+        sl[lv] = sig["blood"]
+        # Trabeculae and papillary muscles: muscle-dark spots in the cavity, labelled LV.
+        for ang, rad, size in trab:
+            if lv_r > 0:
+                ph_, pw_ = np.sin(ang) * rad * lv_r, np.cos(ang) * rad * lv_r
+                spot = (rh - ph_) ** 2 + (rw - pw_) ** 2 < (size * lv_r) ** 2
+                sl[spot & lv] = sig["myo"] * 1.05
+        lab_hi = np.zeros(hh.shape, dtype=np.uint8)
+        lab_hi[rv] = 1
+        lab_hi[myo] = 2
+        lab_hi[lv] = 3
+        img[z] = sl.reshape(n, up, n, up).mean(axis=(1, 3))
+        lab[z] = lab_hi[up // 2 :: up, up // 2 :: up]  # the label at each pixel's centre
+    img = img * anatomy["bias"][None]
+    sigma = cfg.noise * sig["blood"]
     real = img + rng.normal(0, sigma, size=img.shape).astype(np.float32)
     imag = rng.normal(0, sigma, size=img.shape).astype(np.float32)
     mag = np.sqrt(real**2 + imag**2)  # Rician magnitude
@@ -463,6 +527,18 @@ def acdc_patient(cfg: AcdcPhantomConfig, patient: int) -> dict[str, Any]:
         "center": (rng.uniform(-0.12, 0.02), rng.uniform(0.0, 0.15)),
         "angle": rng.uniform(-0.35, 0.35),
         "bias": bias,
+        "outflow": rng.uniform(-2.6, -1.6),
+        "wobble": (rng.uniform(0.05, 0.12), int(rng.integers(5, 9))),
+        "rv_angle": rng.uniform(-0.4, 0.4),
+        "rv_end": rng.uniform(0.65, 0.9),  # where the RV stops towards the apex
+        "atrium": (rng.uniform(-1.6, -1.0), rng.uniform(0.6, 1.4)),
+        # (angle, distance from the centre, radius) in units of the cavity radius: two
+        # papillary muscles and a few trabeculae along the wall.
+        "trabeculae": [
+            (rng.uniform(0.4, 1.0), 0.55, 0.22),
+            (rng.uniform(1.9, 2.6), 0.55, 0.2),
+            *[(rng.uniform(-np.pi, np.pi), 0.85, 0.1) for _ in range(int(rng.integers(3, 7)))],
+        ],
     }
     t_frames = cfg.n_frames
     es = int(np.clip(round(t_frames * rng.uniform(0.3, 0.45)) + 1, 2, t_frames))
