@@ -284,6 +284,7 @@ def _dataset_section(
         f"- Split: {_split_text(manifest)}.",
         f"- Model selection: {_selection_text(metrics.get('model_selection'), train_info)}.",
         f"- Training: {_training_text(train_info)}.",
+        f"- Computed on: {_machine_text(train_info)}.",
         f"- Empty-mask convention: {conv}. (case, class) pairs affected: "
         f"ground truth empty {counts.get('gt_empty', 0)}, prediction empty "
         f"{counts.get('pred_empty', 0)}, both empty {counts.get('both_empty', 0)}.",
@@ -338,6 +339,29 @@ def _experiments_section(
         "[`.tex`](tables/experiments.tex).",
         "",
     ]
+
+
+def _machine_text(train_info: dict[str, Any] | None) -> str:
+    """Where training ran, with which CPU kernels, and what that makes reproducible."""
+    if not train_info or not train_info.get("machine"):
+        return "not recorded"
+    m = train_info["machine"]
+    device = train_info.get("device", "?")
+    kernels = (train_info.get("train_config") or {}).get("cpu_kernels", "native")
+    text = f"{device}; {m.get('cpu')}, {m.get('cores')} cores, torch {m.get('torch')}"
+    if not str(device).startswith("cpu"):
+        return text + "; GPU results repeat bit for bit only on the same GPU and software"
+    if kernels == "portable" and str(m.get("aten_capability", "")).upper() == "AVX2":
+        return text + (
+            "; portable AVX2 kernels: the same params give the same weights, bit for bit, on "
+            "this machine and on an AVX2-only CPU simulated on it (same torch and thread "
+            "count; benchmarks/cpu_reproducibility.py), while native kernels moved the Synapse "
+            "mean DSC by points (README, Reproducibility across machines)"
+        )
+    return text + (
+        f"; native {m.get('aten_capability')} kernels: bit for bit on the same CPU and "
+        "software only; other CPUs round differently and move the metrics"
+    )
 
 
 def _training_text(train_info: dict[str, Any] | None) -> str:

@@ -373,3 +373,20 @@ def test_helpers() -> None:
     assert "| a_b | 1.23 |" in md and "| c\\|d | - |" in md
     tex = to_latex(df, "cap 50%", "tab:x")
     assert r"a\_b & 1.23 \\" in tex and r"cap 50\%" in tex and "{lr}" in tex
+
+
+def test_machine_text_says_what_is_reproducible() -> None:
+    from mtunet.report.report import _machine_text
+
+    machine = {"cpu": "Some CPU", "cores": 2, "torch": "2.13.0", "aten_capability": "AVX2"}
+    portable = {"device": "cpu", "machine": machine, "train_config": {"cpu_kernels": "portable"}}
+    assert "portable AVX2 kernels" in _machine_text(portable)
+    assert "Some CPU, 2 cores" in _machine_text(portable)
+    native = {**portable, "machine": {**machine, "aten_capability": "AVX512"}}
+    assert "native AVX512 kernels" in _machine_text(native)
+    # Asked for portable, but the process had computed before the pin: reported as native.
+    assert "native AVX512" in _machine_text(
+        {**native, "train_config": {"cpu_kernels": "portable"}}
+    )
+    assert "same GPU" in _machine_text({**portable, "device": "cuda:0"})
+    assert _machine_text(None) == "not recorded"
