@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from mtunet.numerics import cpu_name
+
 
 def machine_info(device: torch.device | str = "cpu", **versions: str) -> dict[str, Any]:
     """Platform, CPU count, library versions, torch threads and the device (GPU name on CUDA).
@@ -20,7 +22,7 @@ def machine_info(device: torch.device | str = "cpu", **versions: str) -> dict[st
     device = torch.device(device)
     info: dict[str, Any] = {
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": cpu_name(),
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "numpy": np.__version__,
