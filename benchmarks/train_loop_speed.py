@@ -1,6 +1,6 @@
 """Throughput of the whole training loop with each CPU lever, beside the previous code path.
 
-Every variant runs ``mtunet.train.train`` (data loading, augmentation, forward, loss,
+Every variant runs ``mtunet.training.train`` (data loading, augmentation, forward, loss,
 backward, optimizer step, per-epoch checkpoint) on the same preprocessed Synapse phantoms at
 the quick configuration (``params.yaml``'s ``model`` and ``train`` sections), each in a fresh
 process (``cpu_kernels`` must be chosen before a process computes anything), the variants
@@ -76,7 +76,7 @@ def _child(variant: str, data: Path, epochs: int) -> None:
     """Train one variant in this (fresh) process and print its timings as JSON."""
     from mtunet.config import load_params
     from mtunet.model import MTUNetConfig
-    from mtunet.train import TrainConfig, train
+    from mtunet.training import TrainConfig, train
 
     params = load_params(ROOT / "params.yaml")
     t = dict(params["train"])

@@ -1,6 +1,6 @@
 """Training and inference speed of MT-UNet for the study's default and the paper's config.
 
-* Training: images/s of the training step ``mtunet.train`` runs (forward, 0.5 CE + 0.5 soft
+* Training: images/s of the training step ``mtunet.training`` runs (forward, 0.5 CE + 0.5 soft
   Dice, backward, optimizer step; Adam as the ``mtunet`` preset), on random batches of the
   training input size, after warm-up steps. Data loading is not included (it runs in
   DataLoader workers in parallel with the step).
@@ -38,7 +38,7 @@ from mtunet.fileio import write_json
 from mtunet.inference import predict_volume, resolve_device
 from mtunet.losses import CEDiceLoss
 from mtunet.model import MTUNet, MTUNetConfig
-from mtunet.train import TrainConfig
+from mtunet.training import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

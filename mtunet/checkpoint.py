@@ -186,15 +186,18 @@ def model_from_checkpoint(
         map_location: Device for the model (default CPU).
 
     Returns:
-        ``(model, ckpt)``: an ``MTUNet`` in eval mode on ``map_location`` and the checkpoint
-        dict. The model outputs logits (B, num_classes, H, W).
+        ``(model, ckpt)``: the network the checkpoint names (``model_name``: MT-UNet for
+        checkpoints without one, a baseline, or a user factory, which must be importable) in
+        eval mode on ``map_location``, and the checkpoint dict. The model outputs logits
+        (B, num_classes, H, W).
 
     Raises:
         FileNotFoundError: Missing file.
         ValueError: Unreadable checkpoint, an invalid model config, or weights that do not
             fit the network the config describes.
     """
-    from mtunet.model import MTUNet, MTUNetConfig
+    from mtunet.model import MTUNetConfig
+    from mtunet.model.registry import ModelSpec
 
     if isinstance(ckpt_or_path, Mapping):
         ckpt = dict(ckpt_or_path)
@@ -205,9 +208,15 @@ def model_from_checkpoint(
         ckpt = load_checkpoint(ckpt_or_path, map_location="cpu")
     try:
         cfg = MTUNetConfig.from_dict(dict(ckpt["model_config"]), "model_config")
+        spec = ModelSpec(
+            str(ckpt.get("model_name", "mtunet")), dict(ckpt.get("model_kwargs") or {}), cfg
+        )
     except ValueError as exc:
         raise ValueError(f"{source}: invalid model_config in checkpoint ({exc})") from exc
-    model = MTUNet(cfg)
+    try:
+        model = spec.build()
+    except ValueError as exc:
+        raise ValueError(f"{source}: cannot rebuild the network ({exc})") from exc
     try:
         model.load_state_dict(ckpt["model"], strict=True)
     except RuntimeError as exc:

@@ -4,8 +4,9 @@ Examples::
 
     mtunet phantoms synapse            # what `dvc repro` runs, stage by stage
     mtunet preprocess synapse
-    mtunet train synapse               # torchrun --nproc_per_node=2 --no-python mtunet train synapse
-    mtunet evaluate synapse
+    mtunet train synapse unet 1234     # one run: a model (or ablation) and a seed of `study`
+    mtunet evaluate synapse unet 1234  # torchrun --nproc_per_node=2 --no-python mtunet train ...
+    mtunet compare synapse             # intervals and paired tests over the study's runs
     mtunet report
     mtunet predict --checkpoint models/synapse/model.pt --input scan.nii.gz --output seg.nii.gz
 """
@@ -31,11 +32,18 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in [
         ("phantoms", "write synthetic raw data for a dataset"),
         ("preprocess", "raw data or a preprocessed release to slices and test volumes"),
-        ("train", "train MT-UNet (also under torchrun)"),
-        ("evaluate", "Dice and HD95 on the test split"),
+        ("train", "train one run of the study (also under torchrun)"),
+        ("evaluate", "Dice, HD95 and surface Dice of one run on the test split"),
+        ("compare", "intervals and paired tests over the study's runs"),
     ]:
         p = sub.add_parser(name, help=text)
         p.add_argument("dataset", choices=stages.DATASETS)
+        if name in ("train", "evaluate"):
+            p.add_argument(
+                "variant", nargs="?", default=None,
+                help="a model of study.models or an ablation (default: the first model)",
+            )
+            p.add_argument("seed", nargs="?", default=None, help="default: study.seeds[0]")
     sub.add_parser("report", help="write reports/report.md, figures and tables")
 
     p = sub.add_parser("predict", help="segment a new NIfTI scan with a trained checkpoint")
@@ -81,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(stages.run_report(params))
             return 0
         runner = getattr(stages, f"run_{args.command}")
-        result = runner(params, args.dataset)
+        run_args = (args.variant, args.seed) if args.command in ("train", "evaluate") else ()
+        result = runner(params, args.dataset, *run_args)
         if isinstance(result, Path):
             print(result)
         return 0

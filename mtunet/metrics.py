@@ -31,6 +31,12 @@ of a 150 x 512 x 512 CT). This module gets the same float64 values much faster:
    order, square root); if two candidate partners are (nearly) equally near but round to
    different floats, which one the EDT picks cannot be predicted, so that direction falls back
    to the distance transform on the crop (still exact, only slower).
+
+The same two arrays of directed surface distances also give two metrics that other toolkits
+report: :func:`hd95_monai` (MONAI's HD95: the larger of the two directed 95th percentiles
+instead of the pooled one) and :func:`surface_dice` (normalised surface Dice, as MONAI's
+``compute_surface_dice``). MONAI's surfaces are medpy's; its distances are float32, so those
+two agree with MONAI to float32 precision.
 """
 
 from __future__ import annotations
@@ -224,6 +230,50 @@ def _directed(
     return values
 
 
+def _surface_distances(
+    a: np.ndarray,
+    box_a: tuple[slice, ...],
+    b: np.ndarray,
+    box_b: tuple[slice, ...],
+    spacings: Sequence[np.ndarray | None],
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Directed surface distances ``(a -> b, b -> a)`` of two non-empty masks, per spacing.
+
+    Each mask is cropped to its own bounding box. Every distance-based metric of this module
+    (medpy's HD95, MONAI's HD95, surface Dice) is a function of these two arrays.
+    """
+    ca = _surface_coords(a, box_a)
+    cb = _surface_coords(b, box_b)
+    union = _union(box_a, box_b)
+    assert union is not None
+    box_size = math.prod(s.stop - s.start for s in union)
+    use_kd = box_size > _KD_RATIO * (len(ca) + len(cb))
+    return [(_directed(ca, cb, sp, use_kd), _directed(cb, ca, sp, use_kd)) for sp in spacings]
+
+
+def _pooled_hd95(d_ab: np.ndarray, d_ba: np.ndarray) -> float:
+    """medpy: the 95th percentile of both directions pooled (order does not matter)."""
+    return float(np.percentile(np.concatenate((d_ab, d_ba)), 95))
+
+
+def _max_directed_hd95(d_ab: np.ndarray, d_ba: np.ndarray) -> float:
+    """MONAI: the larger of the two directed 95th percentiles."""
+    return max(float(np.percentile(d_ab, 95)), float(np.percentile(d_ba, 95)))
+
+
+def _nsd(d_ab: np.ndarray, d_ba: np.ndarray, tolerance: float) -> float:
+    """Fraction of the surface voxels of both masks within ``tolerance`` of the other.
+
+    A distance equal to the tolerance in exact arithmetic must count as within, but float64
+    rounding can put it an ulp above (sqrt((3 * 0.8)^2 + 0.7^2) evaluates to
+    2.5000000000000004), so the comparison allows the same tiny relative margin as the
+    KD-tree's tie test.
+    """
+    limit = tolerance * (1.0 + _TIE_RTOL)
+    within = int(np.count_nonzero(d_ab <= limit)) + int(np.count_nonzero(d_ba <= limit))
+    return within / float(len(d_ab) + len(d_ba))
+
+
 def _hd95_boxes(
     a: np.ndarray,
     box_a: tuple[slice, ...],
@@ -232,19 +282,7 @@ def _hd95_boxes(
     spacings: Sequence[np.ndarray | None],
 ) -> list[float]:
     """HD95 of two non-empty masks, each cropped to its own bounding box, per spacing."""
-    ca = _surface_coords(a, box_a)
-    cb = _surface_coords(b, box_b)
-    union = _union(box_a, box_b)
-    assert union is not None
-    box_size = math.prod(s.stop - s.start for s in union)
-    use_kd = box_size > _KD_RATIO * (len(ca) + len(cb))
-    out = []
-    for sp in spacings:
-        d_ab = _directed(ca, cb, sp, use_kd)
-        d_ba = _directed(cb, ca, sp, use_kd)
-        # The percentile only depends on the multiset of values, not on their order.
-        out.append(float(np.percentile(np.concatenate((d_ab, d_ba)), 95)))
-    return out
+    return [_pooled_hd95(*d) for d in _surface_distances(a, box_a, b, box_b, spacings)]
 
 
 # --------------------------------------------------------------------------------------
@@ -287,12 +325,97 @@ def hd95(pred: Any, gt: Any, spacing: Any = None) -> float:
     """
     a, b = _check_pair(pred, gt)
     sp = _normalize_spacing(spacing, a.ndim)
+    box_a, box_b = _nonempty_boxes(a, b)
+    return _hd95_boxes(a[box_a], box_a, b[box_b], box_b, [sp])[0]
+
+
+def _nonempty_boxes(a: np.ndarray, b: np.ndarray) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """Bounding boxes of two masks; ValueError when either is empty (HD95 is undefined)."""
     box_a, box_b = _bbox(a), _bbox(b)
     if box_a is None:
         raise ValueError("pred: mask is empty; HD95 is undefined")
     if box_b is None:
         raise ValueError("gt: mask is empty; HD95 is undefined")
-    return _hd95_boxes(a[box_a], box_a, b[box_b], box_b, [sp])[0]
+    return box_a, box_b
+
+
+def hd95_monai(pred: Any, gt: Any, spacing: Any = None) -> float:
+    """HD95 with MONAI's convention (``compute_hausdorff_distance(..., percentile=95)``).
+
+    Same surfaces and surface distances as :func:`hd95` (MONAI's ``get_mask_edges`` is the
+    same XOR with a one-iteration cross erosion, outside = background), but the 95th
+    percentile is taken in each direction separately and the larger one is returned,
+    instead of one percentile of both directions pooled: usually equal to or a little
+    larger than medpy's value, much larger when one direction alone has far outliers.
+
+    MONAI returns its distances as float32; this function keeps float64, so the two agree
+    to float32 precision (relative ~1e-7), not bit for bit.
+
+    Args:
+        pred: Prediction mask, any shape; non-zero counts as foreground.
+        gt: Ground-truth mask, same shape.
+        spacing: Voxel spacing per axis or one number; None means unit spacing (voxels).
+
+    Returns:
+        ``max(P95(d(pred -> gt)), P95(d(gt -> pred)))``.
+
+    Raises:
+        ValueError: Shapes differ, a mask is empty, or the spacing is invalid. (MONAI
+            1.6 returns NaN with ``percentile=95`` when either mask is empty: its distances
+            to an empty surface are inf and ``torch.quantile`` of infs is NaN. As for
+            :func:`hd95`, the caller decides, see :func:`case_metrics`.)
+    """
+    a, b = _check_pair(pred, gt)
+    sp = _normalize_spacing(spacing, a.ndim)
+    box_a, box_b = _nonempty_boxes(a, b)
+    d_ab, d_ba = _surface_distances(a[box_a], box_a, b[box_b], box_b, [sp])[0]
+    return _max_directed_hd95(d_ab, d_ba)
+
+
+def _check_tolerance(tolerance: Any, name: str) -> float:
+    tol = float(tolerance)
+    if not (math.isfinite(tol) and tol >= 0):
+        raise ValueError(f"{name}: must be finite and >= 0, got {tolerance!r}")
+    return tol
+
+
+def surface_dice(pred: Any, gt: Any, tolerance: float, spacing: Any = None) -> float:
+    """Normalised surface Dice (Nikolov et al. 2021) as MONAI's ``compute_surface_dice``.
+
+    The fraction of the surface voxels of both masks (the surfaces of :func:`hd95`) whose
+    distance to the other mask's surface is at most ``tolerance``:
+    ``(|{d(pred -> gt) <= tol}| + |{d(gt -> pred) <= tol}|) / (|S_pred| + |S_gt|)``.
+    Each surface voxel counts once (MONAI's default ``use_subvoxels=False``, not the
+    surface-area weighting of DeepMind's ``surface-distance`` package).
+
+    A distance equal to the tolerance counts as within even when float64 rounding puts it
+    an ulp above (distances up to ``tolerance * (1 + 1e-9)`` count). MONAI compares
+    float32 distances with a float32 tolerance, which usually has the same effect on such
+    ties; the two can only differ for a distance within float32 rounding (~1e-7 relative)
+    of the tolerance that is not an exact tie.
+
+    Args:
+        pred: Prediction mask, any shape; non-zero counts as foreground.
+        gt: Ground-truth mask, same shape.
+        tolerance: Accepted deviation: in the units of ``spacing`` (mm) when given, else
+            in voxels. Finite and >= 0.
+        spacing: Voxel spacing per axis or one number; None means unit spacing.
+
+    Returns:
+        The surface Dice in [0, 1]. As MONAI: 0.0 when exactly one mask is empty (no
+        surface voxel has a partner) and NaN when both are (0 / 0).
+
+    Raises:
+        ValueError: Shapes differ, or the tolerance or spacing is invalid.
+    """
+    a, b = _check_pair(pred, gt)
+    sp = _normalize_spacing(spacing, a.ndim)
+    tol = _check_tolerance(tolerance, "tolerance")
+    box_a, box_b = _bbox(a), _bbox(b)
+    if box_a is None or box_b is None:
+        return math.nan if box_a is None and box_b is None else 0.0
+    d_ab, d_ba = _surface_distances(a[box_a], box_a, b[box_b], box_b, [sp])[0]
+    return _nsd(d_ab, d_ba, tol)
 
 
 def _empty_values(convention: str, policy: str) -> tuple[float, float]:
@@ -311,8 +434,13 @@ def case_metrics(
     num_classes: int,
     spacing: Any = None,
     empty_policy: str = "published",
+    nsd_tolerance: float = 2.0,
 ) -> list[dict[str, Any]]:
     """Dice and HD95 of one case for every foreground class, with the published conventions.
+
+    Besides the published metrics each row carries MONAI's HD95 convention
+    (:func:`hd95_monai`) and the normalised surface Dice (:func:`surface_dice`), computed
+    from the same surface distances (no extra distance transform).
 
     Args:
         pred: Predicted label map, int array (Z, H, W) with values in [0, num_classes).
@@ -322,14 +450,22 @@ def case_metrics(
         empty_policy: ``"published"``: prediction non-empty and ground truth empty gives
             (Dice 1, HD95 0), an empty prediction gives (0, 0). ``"nan"``: HD95 is NaN when
             a mask is empty, Dice is 0 when exactly one is empty and NaN when both are.
+            In both policies a class with an empty mask gets ``nsd`` equal to its ``dice``
+            and ``hd95_monai`` / ``hd95_monai_mm`` equal to its ``hd95`` / ``hd95_mm`` (so
+            under ``"nan"`` NSD is 0 for one empty mask and NaN for two, and HD95 is NaN,
+            all as MONAI).
+        nsd_tolerance: Tolerance of the surface Dice: in mm when ``spacing`` is given, else
+            in voxels. Finite and >= 0. The default, 2 mm, is a common organ-agnostic choice
+            (Nikolov et al. tune it per organ from inter-rater variation).
 
     Returns:
         One dict per class id 1..num_classes-1 with keys ``class_id``, ``dice`` (in [0, 1]),
-        ``hd95`` (voxels), ``hd95_mm`` (mm or None) and ``convention`` (``"both"``,
+        ``hd95`` (voxels), ``hd95_mm`` (mm or None), ``hd95_monai`` (voxels),
+        ``hd95_monai_mm`` (mm or None), ``nsd`` (in [0, 1]) and ``convention`` (``"both"``,
         ``"gt_empty"``, ``"pred_empty"`` or ``"both_empty"``).
 
     Raises:
-        ValueError: Bad shapes, classes, policy or spacing.
+        ValueError: Bad shapes, classes, policy, spacing or tolerance.
     """
     if empty_policy not in EMPTY_POLICIES:
         raise ValueError(
@@ -353,6 +489,7 @@ def case_metrics(
                 f"{name}: labels must lie in [0, {num_classes - 1}], got [{arr.min()}, {arr.max()}]"
             )
     sp = _normalize_spacing(spacing, p.ndim)
+    tol = _check_tolerance(nsd_tolerance, "nsd_tolerance")
     # One pass per volume gives every class's bounding box.
     p_boxes = ndi.find_objects(p, max_label=num_classes - 1)
     g_boxes = ndi.find_objects(g, max_label=num_classes - 1)
@@ -371,9 +508,12 @@ def case_metrics(
             if all(s.start < s.stop for s in inter_box):
                 inter = int(np.count_nonzero((p[inter_box] == k) & (g[inter_box] == k)))
             d = 2.0 * inter / float(int(np.count_nonzero(a)) + int(np.count_nonzero(b)))
-            hds = _hd95_boxes(a, pb, b, gb, [None] if sp is None else [None, sp])
-            h = hds[0]
-            h_mm: float | None = hds[1] if sp is not None else None
+            dists = _surface_distances(a, pb, b, gb, [None] if sp is None else [None, sp])
+            h = _pooled_hd95(*dists[0])
+            hm = _max_directed_hd95(*dists[0])
+            h_mm: float | None = _pooled_hd95(*dists[1]) if sp is not None else None
+            hm_mm: float | None = _max_directed_hd95(*dists[1]) if sp is not None else None
+            nsd = _nsd(*dists[-1], tol)  # in mm when a spacing is given
             convention = "both"
         else:
             convention = (
@@ -381,8 +521,18 @@ def case_metrics(
             )
             d, h = _empty_values(convention, empty_policy)
             h_mm = h if sp is not None else None
+            hm, hm_mm, nsd = h, h_mm, d
         rows.append(
-            {"class_id": k, "dice": d, "hd95": h, "hd95_mm": h_mm, "convention": convention}
+            {
+                "class_id": k,
+                "dice": d,
+                "hd95": h,
+                "hd95_mm": h_mm,
+                "hd95_monai": hm,
+                "hd95_monai_mm": hm_mm,
+                "nsd": nsd,
+                "convention": convention,
+            }
         )
     return rows
 

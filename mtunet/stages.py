@@ -5,23 +5,29 @@ call these, so the path layout below exists exactly once::
 
     data/raw/<ds>/            phantoms in the raw release layout (stage ``phantoms``)
     data/processed/<ds>/      slices, test volumes, dataset.json (stage ``preprocess``)
-    models/<ds>/              model.pt, last.pt, train.json (stage ``train``)
-    dvclive/<ds>/             training curves (stage ``train``)
-    metrics/<ds>.json         the DVC metrics file (stage ``evaluate``)
-    eval/<ds>/                per_case.csv, qualitative.npz, predictions (stage ``evaluate``)
-    reports/                  report.md, figures, tables (stage ``report``)
+    models/<ds>/<variant>/seed<k>/   model.pt, last.pt, train.json (stage ``train``)
+    dvclive/<ds>/<variant>/seed<k>/  training curves (stage ``train``)
+    eval/<ds>/<variant>/seed<k>/     metrics.json, per_case.csv, qualitative.npz (``evaluate``)
+    compare/<ds>/                    comparison.json, per_case.csv (stage ``compare``)
+    metrics/<ds>.json                the DVC metrics file (stage ``compare``)
+    reports/                         report.md, figures, tables (stage ``report``)
 
-``params.yaml`` sections: ``datasets.<ds>`` (``raw_dir``, ``phantoms``, ``preprocess``),
-``model``, ``train``, ``evaluate``, ``report``.
+``<variant>`` is a model of ``study.models`` or an ablation of ``study.ablations``
+(:mod:`mtunet.study`). ``params.yaml`` sections: ``datasets.<ds>`` (``raw_dir``,
+``phantoms``, ``preprocess``), ``study``, ``model``, ``train``, ``evaluate``, ``report``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mtunet.config import load_params
+
+if TYPE_CHECKING:  # imported where used: phantoms and preprocess must not depend on models
+    from mtunet.study import RunPaths, StudyConfig
 
 DATASETS = ("synapse", "acdc")
 
@@ -46,28 +52,12 @@ class StudyPaths:
         return self.processed / "dataset.json"
 
     @property
-    def model_dir(self) -> Path:
-        return self.root / "models" / self.dataset
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.model_dir / "model.pt"
-
-    @property
-    def live_dir(self) -> Path:
-        return self.root / "dvclive" / self.dataset
-
-    @property
     def metrics(self) -> Path:
         return self.root / "metrics" / f"{self.dataset}.json"
 
     @property
-    def eval_dir(self) -> Path:
-        return self.root / "eval" / self.dataset
-
-    @property
-    def per_case(self) -> Path:
-        return self.eval_dir / "per_case.csv"
+    def compare_dir(self) -> Path:
+        return self.root / "compare" / self.dataset
 
 
 def dataset_params(params: dict[str, Any], dataset: str) -> dict[str, Any]:
@@ -110,38 +100,101 @@ def run_preprocess(params: dict[str, Any], dataset: str, root: Path = Path("."))
     return paths.manifest
 
 
-def run_train(params: dict[str, Any], dataset: str, root: Path = Path(".")) -> dict[str, Any]:
-    """Stage ``train``: train MT-UNet on ``data/processed/<ds>``; writes ``models/<ds>``."""
-    from mtunet.model import MTUNetConfig
-    from mtunet.train import TrainConfig, train
+def study_config(params: dict[str, Any]) -> StudyConfig:
+    """The ``study`` section: models, seeds, ablations and interval settings."""
+    from mtunet.study import StudyConfig
 
-    model_cfg = MTUNetConfig.from_dict(params.get("model"), "model")
-    train_cfg = TrainConfig.from_dict(params.get("train"), "train")
-    paths = StudyPaths(dataset, root)
-    return train(train_cfg, model_cfg, paths.manifest, paths.model_dir, paths.live_dir)
+    return StudyConfig.from_dict(params.get("study"))
 
 
-def run_evaluate(params: dict[str, Any], dataset: str, root: Path = Path(".")) -> dict[str, Any]:
-    """Stage ``evaluate``: Dice and HD95 on the test split; ``metrics/<ds>.json`` and ``eval/<ds>``."""
-    from mtunet.inference import EvalConfig, evaluate
+def _run(
+    params: dict[str, Any], dataset: str, variant: str | None, seed: int | str | None, root: Path
+) -> tuple[StudyConfig, RunPaths]:
+    from mtunet.study import RunPaths, parse_seed
 
+    dataset_params(params, dataset)
+    study = study_config(params)
+    variant = study.reference if variant is None else variant
+    study.kind(variant)
+    seed = study.seeds[0] if seed is None else parse_seed(str(seed), study)
+    return study, RunPaths(dataset, variant, seed, root)
+
+
+def run_train(
+    params: dict[str, Any],
+    dataset: str,
+    variant: str | None = None,
+    seed: int | str | None = None,
+    root: Path = Path("."),
+) -> dict[str, Any]:
+    """Stage ``train@<ds>-<variant>-<seed>``: one model (or ablation) with one seed.
+
+    ``variant`` defaults to the study's reference model and ``seed`` to its first seed.
+    Writes ``models/<ds>/<variant>/seed<k>`` and ``dvclive/<ds>/<variant>/seed<k>``.
+    """
+    from mtunet.training import TrainConfig, train
+
+    study, run = _run(params, dataset, variant, seed, root)
+    section = dict(params.get("train") or {})
+    if "seed" in section:
+        raise ValueError(
+            "train.seed: the study's training seeds are study.seeds (one run per seed); "
+            "remove train.seed"
+        )
+    train_cfg = TrainConfig.from_dict({**section, "seed": run.seed}, "train")
+    spec = study.spec(params.get("model"), run.variant)
+    manifest = StudyPaths(dataset, root).manifest
+    return train(train_cfg, spec, manifest, run.model_dir, run.live_dir)
+
+
+def run_evaluate(
+    params: dict[str, Any],
+    dataset: str,
+    variant: str | None = None,
+    seed: int | str | None = None,
+    root: Path = Path("."),
+) -> dict[str, Any]:
+    """Stage ``evaluate@<ds>-<variant>-<seed>``: Dice, HD95 and surface Dice on the test
+    split; writes ``eval/<ds>/<variant>/seed<k>`` (metrics.json, per_case.csv, qualitative)."""
+    from mtunet.evaluation import EvalConfig, evaluate
+
+    _, run = _run(params, dataset, variant, seed, root)
     cfg = EvalConfig.from_dict(params.get("evaluate"), "evaluate")
+    # Scored once per dataset by the compare stage, not once per run.
+    cfg = dataclasses.replace(cfg, threshold_baseline=False)
+    manifest = StudyPaths(dataset, root).manifest
+    return evaluate(run.checkpoint, manifest, cfg, run.metrics, run.per_case, run.eval_dir)
+
+
+def run_compare(params: dict[str, Any], dataset: str, root: Path = Path(".")) -> dict[str, Any]:
+    """Stage ``compare@<ds>``: every run's scores -> intervals and paired tests; writes
+    ``compare/<ds>`` and the DVC metrics file ``metrics/<ds>.json``."""
+    from mtunet.comparison import run_comparison
+    from mtunet.data import load_manifest
+    from mtunet.evaluation import EvalConfig, threshold_baseline
+
+    dataset_params(params, dataset)
+    study = study_config(params)
     paths = StudyPaths(dataset, root)
-    return evaluate(
-        paths.checkpoint, paths.manifest, cfg, paths.metrics, paths.per_case, paths.eval_dir
+    manifest = load_manifest(paths.manifest)
+    cfg = EvalConfig.from_dict(params.get("evaluate"), "evaluate")
+    baseline = threshold_baseline(manifest, cfg.split)
+    info = {"splits": dict(manifest.splits), "class_names": list(manifest.class_names)}
+    return run_comparison(
+        study, dataset, root, paths.compare_dir, paths.metrics, baseline, info,
+        nsd_tolerance=cfg.nsd_tolerance,
     )
 
 
 def run_report(params: dict[str, Any], root: Path = Path(".")) -> Path:
-    """Stage ``report``: ``reports/report.md`` with tables, plots and the experiment comparison."""
-    from mtunet.report import build_report
+    """Stage ``report``: ``reports/report.md`` with the comparison, ablation and published
+    tables, plots and the experiment comparison."""
+    from mtunet.report.report import build_report
 
     datasets = [d for d in DATASETS if d in (params.get("datasets") or {})]
     return build_report(
         datasets=datasets,
-        metrics_dir=root / "metrics",
-        eval_dir=root / "eval",
-        live_dir=root / "dvclive",
+        root=root,
         params_path=root / "params.yaml",
         out_dir=root / "reports",
         repo_dir=root,

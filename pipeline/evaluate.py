@@ -1,6 +1,6 @@
-"""Stage `evaluate`: Dice and HD95 per organ on the test split (params: evaluate).
+"""Stage `evaluate`: Dice, HD95 and surface Dice per organ of one run (params: evaluate).
 
-Usage: `python pipeline/evaluate.py <dataset>` with <dataset> one of synapse, acdc.
+Usage: `python pipeline/evaluate.py <dataset> <variant> <seed>` (as `pipeline/train.py`).
 """
 
 from __future__ import annotations
@@ -10,6 +10,6 @@ import sys
 from mtunet.stages import load, run_evaluate
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit(f"usage: python {sys.argv[0]} <dataset>")
-    run_evaluate(load(), sys.argv[1])
+    if len(sys.argv) != 4:
+        sys.exit(f"usage: python {sys.argv[0]} <dataset> <variant> <seed>")
+    run_evaluate(load(), *sys.argv[1:])

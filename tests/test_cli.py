@@ -73,7 +73,7 @@ def test_predict_errors_name_the_file(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_study_paths_and_raw_dir() -> None:
     p = stages.StudyPaths("acdc", Path("/s"))
     assert p.manifest == Path("/s/data/processed/acdc/dataset.json")
-    assert p.checkpoint == Path("/s/models/acdc/model.pt")
+    assert p.compare_dir == Path("/s/compare/acdc")
     assert p.metrics == Path("/s/metrics/acdc.json")
     params = {"datasets": {"acdc": {"raw_dir": "/real/acdc"}}}
     assert stages.raw_dir(params, "acdc") == Path("/real/acdc")

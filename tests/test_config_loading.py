@@ -147,7 +147,7 @@ def test_yaml_loader_leaves_pyyaml_safe_load_alone() -> None:
 
 
 def test_exponent_lr_from_params_passes_train_validation(tmp_path: Path) -> None:
-    from mtunet.train import TrainConfig
+    from mtunet.training import TrainConfig
 
     path = tmp_path / "params.yaml"
     for text, lr in [("1e-05", 1e-05), ("1e-4", 1e-4), ("5E-3", 5e-3)]:

@@ -18,7 +18,7 @@ from mtunet import distributed as mdist
 from mtunet.checkpoint import load_checkpoint
 from mtunet.losses import CEDiceLoss
 from mtunet.model import MTUNetConfig
-from mtunet.train import TrainConfig, train
+from mtunet.training import TrainConfig, train
 
 MODEL = MTUNetConfig(width_mult=0.125, img_size=32)
 

@@ -21,6 +21,7 @@ change to other code does not.
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 import shlex
 from collections.abc import Iterator
@@ -61,11 +62,22 @@ def _module_file(root: Path, name: str) -> Path | None:
     return None
 
 
+def _is_type_checking_block(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.If)
+        and isinstance(node.test, ast.Name)
+        and node.test.id == "TYPE_CHECKING"
+        and not node.orelse
+    )
+
+
 def _parse(name: str, path: Path, is_package: bool, *, split: bool = True) -> _Module:
     """Split a file into import-time code and top-level functions (all top-level if not split)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     module = _Module(name, path, is_package)
     for node in tree.body:
+        if _is_type_checking_block(node):
+            continue  # `if TYPE_CHECKING:` never runs
         if split and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             module.functions[node.name] = node
             # Decorators and default values run at import time.
@@ -161,13 +173,32 @@ def _substitute(value: Any, context: dict[str, Any]) -> Any:
     return value
 
 
+def _matrix_items(matrix: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
+    """DVC's ``matrix``: the product of the lists (a mapping contributes its keys). An empty
+    list (e.g. no ablations in the quick default) becomes one placeholder, so the stage's deps
+    are still checked."""
+    axes = []
+    for key, values in matrix.items():
+        values = _substitute(values, params)
+        values = list(values) if values else ["placeholder"]
+        axes.append([(key, v) for v in values])
+    return [dict(combo) for combo in itertools.product(*axes)]
+
+
 def dvc_stages(root: Path = REPO) -> dict[str, dict[str, Any]]:
-    """The stages of ``dvc.yaml`` with ``foreach`` expanded (``name@key``) and vars filled in."""
+    """The stages of ``dvc.yaml`` with ``foreach`` and ``matrix`` expanded (``name@key``) and
+    vars filled in."""
     spec = yaml.safe_load((root / "dvc.yaml").read_text())
     params_path = root / "params.yaml"
     params = yaml.safe_load(params_path.read_text()) if params_path.is_file() else {}
     stages: dict[str, dict[str, Any]] = {}
     for name, stage in spec["stages"].items():
+        if "matrix" in stage:
+            body = {k: v for k, v in stage.items() if k != "matrix"}
+            for item in _matrix_items(stage["matrix"], params):
+                key = "-".join(str(v) for v in item.values())
+                stages[f"{name}@{key}"] = _substitute(body, {**params, "item": item})
+            continue
         if "foreach" not in stage:
             stages[name] = _substitute(stage, params)
             continue
@@ -212,7 +243,14 @@ def dep_problems(name: str, stage: dict[str, Any], root: Path = REPO) -> list[st
 
 def test_every_stage_lists_exactly_the_modules_it_imports() -> None:
     stages = dvc_stages()
-    assert {"phantoms@synapse", "train@acdc", "evaluate@synapse", "report"} <= set(stages)
+    assert {
+        "phantoms@synapse",
+        "train@acdc-mtunet-1234",
+        "train_ablation@acdc-placeholder-1234",
+        "evaluate@synapse-unet-1234",
+        "compare@synapse",
+        "report",
+    } <= set(stages)
     problems = [p for name, stage in stages.items() for p in dep_problems(name, stage)]
     assert not problems, "dvc.yaml deps do not match the imports:\n" + "\n".join(problems)
 
@@ -222,10 +260,14 @@ def test_stages_reach_their_library_code() -> None:
     reached = {name: imported_files(REPO / _script(s)) for name, s in dvc_stages().items()}
     assert {"mtunet/stages.py", "mtunet/config.py"} <= reached["phantoms@acdc"]
     assert "mtunet/data/synthetic.py" in reached["phantoms@acdc"]
-    assert "mtunet/model/network.py" in reached["train@synapse"]
-    assert "mtunet/data/__init__.py" in reached["train@synapse"]
+    train = reached["train@synapse-mtunet-1234"]
+    assert {"mtunet/model/network.py", "mtunet/model/registry.py"} <= train
+    assert "mtunet/data/__init__.py" in train
     assert "mtunet/report/report.py" in reached["report"]
-    assert not any(f.startswith("mtunet/report/") for f in reached["train@synapse"])
+    assert not any(f.startswith("mtunet/report/") for f in train)
+    # The compare stage uses the statistics, not the report's plotting code.
+    assert "mtunet/report/stats.py" in reached["compare@acdc"]
+    assert "mtunet/report/plots.py" not in reached["compare@acdc"]
     assert not any(f.startswith("mtunet/model/") for f in reached["phantoms@synapse"])
 
 

@@ -16,7 +16,8 @@ import torch
 from mtunet.checkpoint import save_checkpoint
 from mtunet.data import nifti
 from mtunet.data.common import write_h5, write_npz
-from mtunet.inference import EvalConfig, evaluate, predict_file, predict_volume
+from mtunet.evaluation import EvalConfig, evaluate
+from mtunet.inference import predict_file, predict_volume
 from mtunet.metrics import case_metrics
 from mtunet.model import MTUNet, MTUNetConfig
 
@@ -180,7 +181,8 @@ def test_evaluate_outputs_match_direct_computation(study: dict[str, Path]) -> No
 
     df = pd.read_csv(study["per_case"])
     assert list(df.columns) == [
-        "case", "class_id", "class_name", "dice", "hd95", "hd95_mm", "convention"
+        "case", "class_id", "class_name", "dice", "hd95", "hd95_mm", "hd95_monai",
+        "hd95_monai_mm", "nsd", "convention",
     ]  # fmt: skip
     assert len(df) == 3 * 2
     assert list(df["class_name"].unique()) == ["organ_a", "organ_b"]
@@ -201,6 +203,8 @@ def test_evaluate_outputs_match_direct_computation(study: dict[str, Path]) -> No
             np.testing.assert_allclose(g["dice"], row["dice"], rtol=1e-12)
             np.testing.assert_allclose(g["hd95"], row["hd95"], rtol=1e-12)
             np.testing.assert_allclose(g["hd95_mm"], row["hd95_mm"], rtol=1e-12)
+            for col in ("hd95_monai", "hd95_monai_mm", "nsd"):
+                np.testing.assert_allclose(g[col], row[col], rtol=1e-12)
             if row["convention"] == "both":
                 k = row["class_id"]
                 np.testing.assert_allclose(g["dice"], _dice(pred == k, gt == k), rtol=1e-12)

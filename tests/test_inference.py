@@ -11,7 +11,8 @@ import torch
 from scipy.ndimage import zoom
 from torch import nn
 
-from mtunet.inference import EvalConfig, predict_volume, resolve_device
+from mtunet.evaluation import EvalConfig
+from mtunet.inference import predict_volume, resolve_device
 
 
 class TinyNet(nn.Module):

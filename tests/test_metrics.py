@@ -219,7 +219,7 @@ def test_case_metrics_nan_policy() -> None:
     published = {r["class_id"]: r for r in case_metrics(pred, gt, 5)}
     assert (published[2]["dice"], published[2]["hd95"]) == (1.0, 0.0)
     assert (published[3]["dice"], published[3]["hd95"]) == (0.0, 0.0)
-    assert published[1] == {**rows[1], "hd95_mm": None}
+    assert published[1] == {**rows[1], "hd95_mm": None, "hd95_monai_mm": None}
 
 
 def test_case_metrics_bad_input() -> None:

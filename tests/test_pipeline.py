@@ -32,6 +32,10 @@ def _tiny_params(params: dict) -> dict:
     params["datasets"]["acdc"]["phantoms"].update(n_train=2, n_val=1, n_test=1, **small)
     params["model"].update(img_size=48, width_mult=0.125)
     params["train"].update(epochs=2)
+    params["study"].update(
+        models=["mtunet", "unet"], seeds=[1], ablations={"win_size_2": {"win_size": 2}},
+        n_bootstrap=200,
+    )
     return params
 
 
@@ -139,9 +143,13 @@ def test_dvc_study_end_to_end(tmp_path: Path) -> None:
     assert Path(where.strip()).resolve() == (study / "mtunet/__init__.py").resolve()
 
     out = _run([*DVC, "repro"], study, env)
-    for stage in ("phantoms", "preprocess", "train", "evaluate"):
-        for ds in ("synapse", "acdc"):
+    for ds in ("synapse", "acdc"):
+        for stage in ("phantoms", "preprocess", "compare"):
             assert f"'{stage}@{ds}'" in out
+        for stage in ("train", "evaluate"):
+            for variant in ("mtunet", "unet"):
+                assert f"'{stage}@{ds}-{variant}-1'" in out
+            assert f"'{stage}_ablation@{ds}-win_size_2-1'" in out
     for ds, n_classes in (("synapse", 8), ("acdc", 3)):
         metrics = json.loads((study / "metrics" / f"{ds}.json").read_text())
         assert 0.0 <= metrics["dsc"] <= 100.0
@@ -149,9 +157,21 @@ def test_dvc_study_end_to_end(tmp_path: Path) -> None:
         assert metrics["model_selection"]["rule"] == ("best_val" if ds == "acdc" else "last")
         assert metrics["data_source"] == "synthetic"
         assert 0.0 <= metrics["threshold_baseline"]["dsc"] <= 100.0
+        assert set(metrics["models"]) == {"mtunet", "unet"}
+        assert set(metrics["ablations"]) == {"win_size_2"}
+        own = json.loads((study / "eval" / ds / "mtunet" / "seed1" / "metrics.json").read_text())
+        assert metrics["dsc"] == own["dsc"]  # one seed: the reference run's own summary
+        comp = json.loads((study / "compare" / ds / "comparison.json").read_text())
+        unet = comp["variants"]["unet"]
+        assert unet["complexity"]["params"] > 0 and unet["complexity"]["gflops"] > 0
+        assert [r["variant"] for r in comp["comparisons"]["models"]["dsc"]] == ["unet"]
+        assert [r["variant"] for r in comp["comparisons"]["ablations"]["dsc"]] == ["win_size_2"]
     report = (study / "reports" / "report.md").read_text()
     assert "Synapse" in report and "ACDC" in report and "published" in report.lower()
-    assert any((study / "reports").rglob("*.png"))
+    assert "unet" in report and "win_size_2" in report
+    tables = {p.name for p in (study / "reports" / "tables").glob("*.csv")}
+    assert {"synapse_models.csv", "synapse_vs_reference.csv", "synapse_ablations.csv"} <= tables
+    assert any("forest" in p.name for p in (study / "reports").rglob("*.png"))
 
     # A second repro does nothing.
     out = _run([*DVC, "repro"], study, env)
@@ -159,13 +179,31 @@ def test_dvc_study_end_to_end(tmp_path: Path) -> None:
     status = _run([*DVC, "status"], study, env)
     assert "up to date" in status
 
+    # Adding a seed trains only the new runs, then recomputes the comparison.
+    params["study"]["seeds"] = [1, 2]
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    out = _run([*DVC, "repro"], study, env)
+    ran = set(re.findall(r"Running stage '([^']+)'", out))
+    new_runs = {
+        f"{stage}@{ds}-{variant}-2"
+        for stage, variant in [("train", "mtunet"), ("train", "unet"),
+                               ("train_ablation", "win_size_2"), ("evaluate", "mtunet"),
+                               ("evaluate", "unet"), ("evaluate_ablation", "win_size_2")]
+        for ds in ("synapse", "acdc")
+    }
+    assert ran == new_runs | {"compare@synapse", "compare@acdc", "report"}
+    comp = json.loads((study / "compare" / "synapse" / "comparison.json").read_text())
+    assert comp["variants"]["unet"]["dsc"]["n_seeds"] == 2
+    assert comp["variants"]["unet"]["dsc"]["seed_ci"] is not None
+
     _run(["git", "add", "-A"], study, env)
     _run(["git", "commit", "-qm", "baseline results"], study, env)
     baseline = json.loads((study / "metrics" / "synapse.json").read_text())
 
-    # An ablation reruns training, evaluation and the report, not the data stages.
-    out = _run([*DVC, "exp", "run", "-S", "model.win_size=2"], study, env)
-    assert "'train@synapse'" in out and "'evaluate@acdc'" in out and "'report'" in out
+    # A one-off ablation reruns training, evaluation and the report, not the data stages.
+    out = _run([*DVC, "exp", "run", "-S", "model.win_size=2", "-S", "study.seeds=[1]"], study, env)
+    assert "'train@synapse-mtunet-1'" in out and "'evaluate@acdc-unet-1'" in out
+    assert "'report'" in out
     assert "Running stage 'phantoms" not in out and "Running stage 'preprocess" not in out
     proc = subprocess.run(
         [*DVC, "exp", "show", "--json"],

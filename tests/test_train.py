@@ -16,7 +16,7 @@ from training_data import make_dataset
 
 from mtunet.checkpoint import load_checkpoint, model_from_checkpoint
 from mtunet.model import MTUNetConfig
-from mtunet.train import TrainConfig, confusion_dice, poly_lr, train
+from mtunet.training import TrainConfig, confusion_dice, poly_lr, train
 
 MODEL = MTUNetConfig(width_mult=0.125, img_size=32)
 
@@ -216,7 +216,7 @@ def test_resume_is_bit_identical(
             train(cfg, MODEL, manifest, part, live)
     assert load_checkpoint(part / "last.pt")["epoch"] == 1
     assert not (part / "train.json").exists()
-    caplog.set_level(logging.INFO, logger="mtunet.train")
+    caplog.set_level(logging.INFO, logger="mtunet.training")
     # num_workers does not change results, so it may differ on restart.
     res = train(dataclasses.replace(cfg, num_workers=1), MODEL, manifest, part, live)
     assert res["resumed_from_epoch"] == 1
@@ -298,6 +298,27 @@ def test_one_slice_last_batch_is_refused_up_front(tmp_path: Path) -> None:
         quick(epochs=1, img_size=[64, 64]), MODEL, manifest, tmp_path / "run64", None
     )
     assert res["steps_per_epoch"] == 2 and res["history"][0]["loss"] > 0
+
+
+def test_compat_module_reexports_the_package() -> None:
+    """``mtunet.train`` (the single-module layout) still exports the package's public names."""
+    import mtunet.train as compat
+    import mtunet.training as training
+
+    for name in compat.__all__:
+        assert getattr(compat, name) is getattr(training, name), name
+
+
+def test_build_network_is_the_network_the_run_trains() -> None:
+    from mtunet.model import MTUNet
+    from mtunet.training.build import build_network
+
+    torch.manual_seed(0)
+    a = build_network(MODEL)
+    torch.manual_seed(0)
+    b = MTUNet(MODEL)
+    assert type(a) is MTUNet
+    assert_same_weights(a.state_dict(), b.state_dict())
 
 
 def test_confusion_dice() -> None:

@@ -1,10 +1,6 @@
-"""The study report: tables beside the published numbers, experiment comparison, figures.
+"""The study report: comparison tables, differences to the reference, figures, protocol.
 
-Entry point: :func:`build_report` (called by ``pipeline/report.py``).
+Nothing is imported here, so ``mtunet.report.stats`` (used by the compare stage) loads
+without matplotlib or pandas. Entry point: ``from mtunet.report.report import build_report``
+(called by ``pipeline/report.py`` through :func:`mtunet.stages.run_report`).
 """
-
-from __future__ import annotations
-
-from mtunet.report.report import ReportConfig, build_report
-
-__all__ = ["ReportConfig", "build_report"]

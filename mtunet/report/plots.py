@@ -1,4 +1,5 @@
-"""Report figures (matplotlib Agg, seaborn): per-case Dice, training curves, qualitative slices.
+"""Report figures (matplotlib Agg, seaborn): the study's differences to the reference (forest
+plot), Dice per case by model, Dice per class, training curves, qualitative slices.
 
 PNG files are written without the ``Software`` metadata entry (and matplotlib writes no
 timestamp into PNGs), so the same inputs give the same bytes on one machine.
@@ -7,6 +8,7 @@ timestamp into PNGs), so the same inputs give the same bytes on one machine.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +50,131 @@ def save_png(fig: Any, path: Path, dpi: int) -> Path:
     return Path(path)
 
 
-def dice_per_case_plot(per_case: pd.DataFrame, title: str, path: Path, dpi: int) -> Path:
+def variant_color(index: int) -> str:
+    """Colour of the ``index``-th variant of the study (models, then ablations)."""
+    return _COLORS[index % len(_COLORS)]
+
+
+def forest_plot(
+    data: pd.DataFrame,
+    metrics: Sequence[tuple[str, str]],
+    title: str,
+    path: Path,
+    dpi: int,
+) -> Path:
+    """Differences to the reference with their intervals, one row per variant (a forest plot).
+
+    Args:
+        data: One row per variant, top to bottom: ``label``, ``group`` (``"model"`` or
+            ``"ablation"``) and per metric ``m``: ``m_diff``, ``m_ci_low``, ``m_ci_high`` and
+            ``m_significant`` (bool; a filled marker, else hollow). Missing values skip a dot.
+        metrics: ``(m, x-axis label)`` per panel, left to right.
+        title: Figure title.
+        path: PNG path.
+        dpi: Resolution.
+    """
+    n = len(data)
+    height = 0.42 * n + 1.9
+    fig, axes = plt.subplots(
+        1,
+        len(metrics),
+        figsize=(3.6 * len(metrics) + 2.0, height),
+        squeeze=False,
+        sharey=True,
+    )
+    ys = np.arange(n)[::-1].astype(float)
+    colors = {"model": _COLORS[0], "ablation": _COLORS[1]}
+    for ax, (metric, xlabel) in zip(axes[0], metrics, strict=True):
+        for y, (_, row) in zip(ys, data.iterrows(), strict=True):
+            d, lo, hi = (row.get(f"{metric}_{k}") for k in ("diff", "ci_low", "ci_high"))
+            if not _finite(d):
+                continue
+            color = colors.get(str(row["group"]), _COLORS[2])
+            if _finite(lo) and _finite(hi):
+                ax.plot([lo, hi], [y, y], color=color, linewidth=1.8, solid_capstyle="butt")
+            filled = bool(row.get(f"{metric}_significant"))
+            ax.plot(
+                d, y, "o", color=color, markerfacecolor=color if filled else "white",
+                markersize=6, zorder=3,
+            )  # fmt: skip
+        ax.axvline(0.0, color="black", linewidth=0.9, linestyle="--")
+        groups = list(data["group"])
+        for i in range(1, n):  # a rule between the models and the ablations
+            if groups[i] != groups[i - 1]:
+                ax.axhline(ys[i] + 0.5, color="grey", linewidth=0.6)
+        ax.set_xlabel(xlabel)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(ys, list(data["label"]))
+    axes[0][0].set_ylim(-0.7, n - 0.3)
+    from matplotlib.lines import Line2D
+
+    handles = [
+        Line2D([0], [0], color=colors[g], marker="o", label=g)
+        for g in ("model", "ablation")
+        if g in set(data["group"])
+    ]
+    handles += [
+        Line2D([0], [0], color="black", marker="o", linestyle="none", label="significant (Holm)"),
+        Line2D(
+            [0], [0], color="black", marker="o", markerfacecolor="white", linestyle="none",
+            label="not significant",
+        ),
+    ]  # fmt: skip
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.3 / height, 1, 1))  # room for the legend: 0.3 inch
+    return save_png(fig, path, dpi)
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return v is not None and bool(np.isfinite(float(v)))
+    except (TypeError, ValueError):
+        return False
+
+
+def per_case_variant_plot(
+    scores: pd.DataFrame, variants: Sequence[str], title: str, path: Path, dpi: int
+) -> Path:
+    """Dice per test case, one colour per variant (a dodged strip plot).
+
+    Args:
+        scores: Columns ``variant, case, dsc``: a case's mean foreground Dice (%) averaged
+            over the seeds, one row per variant and case.
+        variants: Variants in legend order (their colours follow this order).
+        title: Figure title.
+        path: PNG path.
+        dpi: Resolution.
+    """
+    cases = list(dict.fromkeys(scores["case"]))
+    pos = {c: i for i, c in enumerate(cases)}
+    k = max(len(variants), 1)
+    step = min(0.8 / k, 0.22)
+    offsets = (np.arange(k) - (k - 1) / 2.0) * step
+    fig, ax = plt.subplots(
+        figsize=(max(4.5, 0.55 * len(cases) * max(1.0, k * step / 0.5) + 3.0), 3.6)
+    )
+    for i, variant in enumerate(variants):
+        sub = scores[scores["variant"] == variant]
+        x = sub["case"].map(pos).to_numpy(dtype=float) + offsets[i]
+        ax.scatter(
+            x, sub["dsc"].to_numpy(dtype=float), s=30, color=variant_color(i), label=variant,
+            edgecolors="black", linewidths=0.4, zorder=3,
+        )  # fmt: skip
+    for i in range(1, len(cases)):
+        ax.axvline(i - 0.5, color="grey", linewidth=0.4, alpha=0.5)
+    ax.set_xticks(range(len(cases)), cases, rotation=30, ha="right")
+    ax.set_xlim(-0.6, len(cases) - 0.4)
+    ax.set_ylim(-2, 102)
+    ax.set_xlabel("test case")
+    ax.set_ylabel("mean foreground Dice (%)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_title(title)
+    return save_png(fig, path, dpi)
+
+
+def dice_per_class_plot(per_case: pd.DataFrame, title: str, path: Path, dpi: int) -> Path:
     """Box plot with the cases as points: Dice (%) per class from the per-case CSV.
 
     Args:

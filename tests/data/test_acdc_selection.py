@@ -11,7 +11,7 @@ from rawdata_helpers import acdc_patient
 
 from mtunet.data import VolumeDataset, preprocess
 from mtunet.model import MTUNetConfig
-from mtunet.train import TrainConfig, train
+from mtunet.training import TrainConfig, train
 
 
 def _layout(kind: str, root: Path) -> dict[str, object]:

@@ -1,9 +1,13 @@
-"""build_report on small synthetic inputs inside a temporary git repo with a fake dvc exp ref."""
+"""build_report on a small fake study (2 models + 1 ablation, 2 seeds) inside a temporary git
+repo with a fake dvc exp ref; compare/<ds> is produced by the real compare stage code."""
 
 from __future__ import annotations
 
 import json
+import math
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +15,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from scipy import stats
 
-from mtunet.fileio import write_json
+from mtunet.comparison import run_comparison
+from mtunet.fileio import read_json, write_json
 from mtunet.metrics import case_metrics, summarize
-from mtunet.report import build_report
 from mtunet.report.experiments import flatten, params_diff
-from mtunet.report.tables import to_latex, to_markdown
+from mtunet.report.published import PUBLISHED
+from mtunet.report.report import build_report, cases_needed, min_wilcoxon_p
+from mtunet.report.tables import interval_text, to_latex, to_markdown, verdict
+from mtunet.study import RunPaths, StudyConfig
 
 SYN = [
     "background",
@@ -30,11 +38,29 @@ SYN = [
     "stomach",
 ]
 ACDC = ["background", "rv", "myo", "lv"]
+NAMES = {"synapse": SYN, "acdc": ACDC}
+# Synapse has the phantoms' 4 test cases (no test can reach p < 0.05); ACDC has 8.
+N_CASES = {"synapse": 4, "acdc": 8}
+STUDY_PARAMS: dict[str, Any] = {
+    "models": ["mtunet", "unet"],
+    "seeds": [1, 2],
+    "ablations": {"no_gaussian": {"gaussian": False}},
+    "n_bootstrap": 2000,
+}
+STUDY = StudyConfig.from_dict(STUDY_PARAMS)
+# Label noise per variant: mtunet is the best, unet the worst.
+NOISE = {"mtunet": 0.03, "unet": 0.3, "no_gaussian": 0.15}
 PARAMS: dict[str, Any] = {
     "datasets": {"synapse": {}, "acdc": {}},
     "model": {"win_size": 7, "width_mult": 0.25},
     "train": {"epochs": 2, "lr": 0.0001},
+    "study": STUDY_PARAMS,
     "report": {"max_qualitative": 2, "dpi": 40},
+}
+COMPLEXITY = {
+    "mtunet": {"params": 2_345_678, "gflops": 1.25, "input": [1, 1, 96, 96]},
+    "unet": {"params": 1_234_567, "gflops": 3.5, "input": [1, 1, 96, 96]},
+    "no_gaussian": {"params": 2_345_000, "gflops": 1.2, "input": [1, 1, 96, 96]},
 }
 
 
@@ -48,67 +74,70 @@ def _git(repo: Path, *args: str) -> str:
     return out.stdout.strip()
 
 
-def _per_case(names: list[str], seed: int, n_cases: int = 3) -> pd.DataFrame:
-    """Per-case rows from case_metrics on random blob masks (classes sometimes missing)."""
-    rng = np.random.default_rng(seed)
-    rows = []
+def _per_case(ds: str, variant: str, seed: int, offset: int) -> pd.DataFrame:
+    """Per-case rows from case_metrics: the same ground truth for every run, noisier
+    predictions for worse variants."""
+    names = NAMES[ds]
     nc = len(names)
-    for c in range(n_cases):
+    ds_id = list(NAMES).index(ds)
+    rows = []
+    for c in range(N_CASES[ds]):
+        rng = np.random.default_rng([offset, ds_id, c])
         gt = np.zeros((4, 24, 24), dtype=np.uint8)
         for k in range(1, nc):
-            z, y, x = rng.integers(0, 4), rng.integers(2, 20), rng.integers(2, 20)
-            gt[z : z + 2, y : y + 4, x : x + 4] = k
-        noise = rng.random(gt.shape) < 0.1
-        pred = np.where(noise, rng.integers(0, nc, gt.shape), gt).astype(np.uint8)
-        for r in case_metrics(pred, gt, nc, spacing=(2.0, 0.8, 0.8)):
+            z, y, x = rng.integers(0, 3), rng.integers(2, 18), rng.integers(2, 18)
+            gt[z : z + 2, y : y + 5, x : x + 5] = k
+        prng = np.random.default_rng([offset, ds_id, c, list(NOISE).index(variant), seed])
+        noise = prng.random(gt.shape) < NOISE[variant]
+        pred = np.where(noise, prng.integers(0, nc, gt.shape), gt).astype(np.uint8)
+        for r in case_metrics(pred, gt, nc, spacing=(2.0, 0.8, 0.8), nsd_tolerance=2.0):
             rows.append({"case": f"case{c:04d}", "class_name": names[r["class_id"]], **r})
-    cols = ["case", "class_id", "class_name", "dice", "hd95", "hd95_mm", "convention"]
-    return pd.DataFrame(rows)[cols]
+    return pd.DataFrame(rows)
 
 
-def _write_dataset(root: Path, ds: str, names: list[str], seed: int) -> dict[str, Any]:
-    per_case = _per_case(names, seed)
+def _write_run(root: Path, ds: str, variant: str, seed: int, offset: int) -> None:
+    run = RunPaths(ds, variant, seed, root)
+    per_case = _per_case(ds, variant, seed, offset)
+    run.eval_dir.mkdir(parents=True, exist_ok=True)
+    per_case.to_csv(run.per_case, index=False)
     selection = (
         {"rule": "best_val", "epoch": 2, "val_dice": 0.5}
         if ds == "acdc"
         else {"rule": "last", "epoch": 2}
     )
-    metrics = summarize(per_case, names, model_selection=selection, data_source="synthetic")
-    if ds == "synapse":  # what evaluate adds: the intensity-only bar on the same data
-        metrics["threshold_baseline"] = {
-            "dsc": 12.5 + seed,
-            "rule": "balanced",
-            "selected_on": "train",
-            "per_class": {n: float(i) for i, n in enumerate(names[1:])},
-        }
-    write_json(root / "metrics" / f"{ds}.json", metrics)
-    if ds == "synapse":  # what training writes (resolved configs); ACDC goes without
-        write_json(
-            root / "models" / ds / "train.json",
-            {
+    write_json(
+        run.metrics,
+        summarize(per_case, NAMES[ds], model_selection=selection, data_source="synthetic"),
+    )
+    first_ref = variant == "mtunet" and seed == STUDY.seeds[0]
+    if ds == "synapse":  # what training writes; ACDC's mtunet runs go without
+        info: dict[str, Any] = {"complexity": COMPLEXITY[variant]}
+        if first_ref:
+            info |= {
                 "train_config": {"optimizer": "adam", "lr": 0.001, "weight_decay": 1e-4,
                                  "batch_size": 12, "epochs": 20, "poly_power": 0.9},
                 "model_config": {"img_size": [96, 96], "width_mult": 0.25, "win_size": 4,
                                  "gaussian": True, "external_attention": True,
                                  "attention": "local_global"},
-            },
-        )  # fmt: skip
-    (root / "eval" / ds).mkdir(parents=True, exist_ok=True)
-    per_case.to_csv(root / "eval" / ds / "per_case.csv", index=False)
-    rng = np.random.default_rng(seed)
+            }  # fmt: skip
+        write_json(run.train_info, info)
+    elif variant != "mtunet":
+        write_json(run.train_info, {"complexity": COMPLEXITY[variant]})
+    if not first_ref:
+        return
+    rng = np.random.default_rng(offset)
     gt = np.zeros((3, 32, 32), dtype=np.uint8)
     gt[:, 8:20, 8:20] = 1
     gt[:, 10:14, 22:28] = 2
-    pred = np.roll(gt, 2, axis=2)
     np.savez(
-        root / "eval" / ds / "qualitative.npz",
+        run.eval_dir / "qualitative.npz",
         image=rng.random((3, 32, 32)).astype(np.float32),
         gt=gt,
-        pred=pred,
+        pred=np.roll(gt, 2, axis=2),
         case=np.array(["a", "b", "c"]),
         slice=np.array([1, 2, 3]),
     )
-    plots = root / "dvclive" / ds / "plots" / "metrics"
+    plots = run.live_dir / "plots" / "metrics"
     (plots / "train").mkdir(parents=True, exist_ok=True)
     steps = np.arange(10)
     pd.DataFrame({"timestamp": steps * 1000, "step": steps, "loss": 1.0 / (steps + 1)}).to_csv(
@@ -122,29 +151,50 @@ def _write_dataset(root: Path, ds: str, names: list[str], seed: int) -> dict[str
         pd.DataFrame({"step": [4, 9], "dice": [0.3, 0.5]}).to_csv(
             plots / "val" / "dice.tsv", sep="\t", index=False
         )
-    manifest = {
-        "name": ds,
-        "source": "raw",
-        "splits": {
-            "train": {"cases": ["t1", "t2"], "slices": ["x.npz"] * 5},
-            "val": {"cases": ["v1"] if ds == "acdc" else [], "slices": []},
-            "test": {"cases": ["case0000", "case0001", "case0002"], "volumes": []},
-        },
-    }
-    write_json(root / "data" / "processed" / ds / "dataset.json", manifest)
-    return metrics
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> dict[str, Any]:
-    root = tmp_path / "repo"
+def _write_study(root: Path, offset: int) -> dict[str, dict[str, Any]]:
+    """Every run of both datasets, then the compare stage; returns the comparisons."""
+    out = {}
+    for ds in NAMES:
+        for variant in STUDY.variants:
+            for seed in STUDY.seeds:
+                _write_run(root, ds, variant, seed, offset)
+        baseline = (
+            {
+                "dsc": 12.5 + offset,
+                "rule": "balanced",
+                "selected_on": "train",
+                "per_class": {n: float(i) for i, n in enumerate(SYN[1:])},
+            }
+            if ds == "synapse"
+            else None
+        )
+        n = N_CASES[ds]
+        info = {
+            "class_names": NAMES[ds],
+            "splits": {
+                "train": {"cases": ["t1", "t2"], "slices": ["x.npz"] * 5},
+                "val": {"cases": ["v1"] if ds == "acdc" else [], "slices": []},
+                "test": {"cases": [f"case{c:04d}" for c in range(n)], "volumes": []},
+            },
+        }
+        run_comparison(
+            STUDY, ds, root, root / "compare" / ds, root / "metrics" / f"{ds}.json", baseline,
+            info, nsd_tolerance=2.0 if ds == "synapse" else None,
+        )  # fmt: skip
+        out[ds] = read_json(root / "compare" / ds / "comparison.json")
+    return out
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("template") / "repo"
     root.mkdir()
     _git(root, "init", "-q")
     (root / "params.yaml").write_text(yaml.safe_dump(PARAMS))
-    base = {
-        ds: _write_dataset(root, ds, names, seed)
-        for ds, names, seed in (("synapse", SYN, 1), ("acdc", ACDC, 2))
-    }
+    _write_study(root, offset=1)
+    base = {ds: read_json(root / "metrics" / f"{ds}.json") for ds in NAMES}
     _git(root, "add", "params.yaml", "metrics")
     _git(root, "commit", "-q", "-m", "baseline")
     head = _git(root, "rev-parse", "HEAD")
@@ -164,23 +214,27 @@ def repo(tmp_path: Path) -> dict[str, Any]:
     _git(root, "update-ref", "refs/exps/celery/stash", commit)  # bookkeeping ref: ignored
     _git(root, "reset", "-q", "HEAD")  # unstage; the workspace files are overwritten below
 
-    # Workspace = the run being reported: other lr, other metrics.
+    # Workspace = the study being reported: other lr, other runs.
     ws_params = json.loads(json.dumps(PARAMS))
     ws_params["train"]["lr"] = 0.001
     (root / "params.yaml").write_text(yaml.safe_dump(ws_params))
-    ws = {
-        ds: _write_dataset(root, ds, names, seed)
-        for ds, names, seed in (("synapse", SYN, 3), ("acdc", ACDC, 4))
-    }
-    return {"root": root, "base": base, "exp": exp_metrics, "ws": ws, "head": head}
+    comps = _write_study(root, offset=2)
+    ws = {ds: read_json(root / "metrics" / f"{ds}.json") for ds in NAMES}
+    return {"root": root, "base": base, "exp": exp_metrics, "ws": ws, "comp": comps, "head": head}
+
+
+@pytest.fixture
+def repo(template: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
+    """A fresh copy of the template study for each test (tests delete and rewrite files)."""
+    root = tmp_path / "repo"
+    shutil.copytree(template["root"], root, symlinks=True)
+    return {**template, "root": root}
 
 
 def _build(root: Path, **kw: Any) -> Path:
     return build_report(
         datasets=["synapse", "acdc"],
-        metrics_dir=root / "metrics",
-        eval_dir=root / "eval",
-        live_dir=root / "dvclive",
+        root=root,
         params_path=root / "params.yaml",
         out_dir=root / "reports",
         repo_dir=root,
@@ -188,79 +242,237 @@ def _build(root: Path, **kw: Any) -> Path:
     )
 
 
+def _test_row(comp: dict[str, Any], group: str, metric: str, variant: str) -> dict[str, Any]:
+    return next(r for r in comp["comparisons"][group][metric] if r["variant"] == variant)
+
+
 def test_report_contents(repo: dict[str, Any]) -> None:
     root = repo["root"]
     report = _build(root)
     assert report == root / "reports" / "report.md"
     text = report.read_text()
-    ws_syn = repo["ws"]["synapse"]
-    # This run's numbers beside the published rows, labelled with the data used.
-    assert (
-        f"| MT-UNet (this run) | synthetic phantoms | {ws_syn['dsc']:.2f} | {ws_syn['hd95']:.2f} |"
-        in text
-    )
-    assert (
-        "| MT-UNet (selected on test) | published, real data | 78.59 | 26.59 | 87.92 | 64.99 |"
-        in text
-    )
+    comp = repo["comp"]["synapse"]
+    for heading in (
+        "### Models",
+        "### Differences to the reference (mtunet)",
+        "### Ablations",
+        "### Surface-distance conventions",
+        "### Reference model (mtunet) in detail",
+        "### Published numbers on the real data (not this study's runs)",
+        "## Experiments",
+        "## Protocol",
+    ):
+        assert heading in text
+    # The summary names the reference's mean with both intervals.
+    assert f"mtunet mean DSC {interval_text(comp['variants']['mtunet']['dsc'])} %" in text
+    assert "seeds; [" in text and "] cases" in text
+    assert "synthetic phantoms" in text and "not comparable" in text.lower()
+    # Published numbers, in their own table on the real data.
+    assert "| MT-UNet (selected on test) | 78.59 | 26.59 | 87.92 | 64.99 |" in text
+    assert "| MT-UNet | 90.43 | - | 86.64 | 89.04 | 95.62 |" in text
     assert "The published MT-UNet row was selected on the test cases" in text
-    assert "| MT-UNet | published, real data | 90.43 | - | 86.64 | 89.04 | 95.62 |" in text
-    assert "synthetic phantoms" in text and "not comparable" in text
+    assert "Published numbers on the real Synapse multi-organ CT data" in text
     # Figures exist and are linked relatively.
     for ds in ("synapse", "acdc"):
-        for fig in ("dice_per_case", "training", "qualitative"):
+        for fig in ("forest", "dice_per_case", "dice_per_class", "training", "qualitative"):
             png = root / "reports" / "figures" / f"{ds}_{fig}.png"
             assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
             assert f"](figures/{ds}_{fig}.png)" in text
     assert "http" not in text  # nothing loaded from the internet
-    # Protocol.
-    assert "## Protocol" in text
-    assert "the last epoch (no test data used for selection) (epoch 2)" in text
+    # What the intervals mean and what 4 (8) cases allow, computed.
+    assert "**Reading the intervals.**" in text
+    assert (
+        "With 4 test cases the smallest p-value the exact Wilcoxon test can give (every case "
+        "moving the same way) is 2/2^4 = 0.125, so no difference can be significant here, "
+        "whatever its size (Holm's correction can only raise p): at least 6 test cases are "
+        "needed." in text
+    )
+    assert "2 training seeds here: the interval is the mean ± 12.71 standard errors" in text
+    assert "With 8 test cases" in text and "= 0.00781, below 0.05: a difference can reach" in text
+    # Protocol: the reference model's first seed.
+    assert (
+        "- Study: models mtunet (reference), unet; ablations no_gaussian (gaussian=False); "
+        "seeds 1, 2 (every model and ablation trained once per seed)." in text
+    )
+    assert "- Model selection (mtunet, seed 1): the last epoch (no test data used" in text
     assert "best mean Dice on the validation split (epoch 2, validation Dice 0.5000)" in text
-    assert "train 2 cases, 5 slices; val 0 cases; test 3 cases" in text
+    assert "train 2 cases, 5 slices; val 0 cases; test 4 cases" in text
+    assert "train 2 cases, 5 slices; val 1 cases; test 8 cases" in text
+    ws_syn = repo["ws"]["synapse"]
     counts = ws_syn["empty_mask_cases"]
     assert (
         f"ground truth empty {counts['gt_empty']}, prediction empty {counts['pred_empty']}" in text
     )
     assert f"mean {ws_syn['hd95_mm']:.2f} mm" in text
-    # Where the run's training differs from the published setup, and where it is unknown.
     assert (
-        "- Training: adam lr 0.001, weight decay 0.0001, batch 12, 20 epochs, poly decay 0.9, "
-        "loss 0.5 CE + 0.5 soft Dice; input 96x96, width_mult 0.25; differs from the "
-        "published setup in lr 0.001 (paper: 0.0001), epochs 20 (paper: 100), img_size [96, 96] "
-        "(paper: [224, 224]), width_mult 0.25 (paper: 1.0)." in text
+        "- Training (mtunet, seed 1): adam lr 0.001, weight decay 0.0001, batch 12, 20 epochs, "
+        "poly decay 0.9, loss 0.5 CE + 0.5 soft Dice; input 96x96, width_mult 0.25; differs "
+        "from the published setup in lr 0.001 (paper: 0.0001), epochs 20 (paper: 100), "
+        "img_size [96, 96] (paper: [224, 224]), width_mult 0.25 (paper: 1.0)." in text
     )
-    assert "- Training: not recorded (no train.json)." in text
+    assert "- Training (mtunet, seed 1): not recorded (no train.json)." in text
+    assert "- Surface Dice tolerance: τ = 2 mm." in text
+    assert "- Surface Dice tolerance: tolerance not recorded." in text
     assert "## Notes" not in text  # every optional input was there
+
+
+def test_models_table_matches_comparison(repo: dict[str, Any]) -> None:
+    root = repo["root"]
+    text = _build(root).read_text()
+    tables = root / "reports" / "tables"
+    comp = repo["comp"]["synapse"]
+    res = pd.read_csv(tables / "synapse_models.csv")
+    assert list(res["model"][:2]) == ["mtunet", "unet"]  # the reference first
+    assert list(res["reference"][:2]) == [True, False]
+    for i, name in enumerate(["mtunet", "unet"]):
+        row, entry = res.iloc[i], comp["variants"][name]
+        assert row["params_m"] == pytest.approx(COMPLEXITY[name]["params"] / 1e6)
+        assert row["gflops"] == pytest.approx(COMPLEXITY[name]["gflops"])
+        assert row["input"] == "1x1x96x96"
+        for metric in ("dsc", "hd95"):
+            assert row[metric] == pytest.approx(entry[metric]["mean"])
+            assert row[f"{metric}_seed_low"] == pytest.approx(entry[metric]["seed_ci"][0])
+            assert row[f"{metric}_seed_high"] == pytest.approx(entry[metric]["seed_ci"][1])
+            assert row[f"{metric}_case_low"] == pytest.approx(entry[metric]["case_ci"][0])
+            assert row[f"{metric}_case_high"] == pytest.approx(entry[metric]["case_ci"][1])
+        assert row["dsc_liver"] == pytest.approx(entry["per_class"]["liver"]["dsc"]["mean"])
+        assert (row["n_seeds"], row["n_cases"]) == (2, 4)
+        shown = (
+            f"| {name}{' (reference)' if i == 0 else ''} | "
+            f"{COMPLEXITY[name]['params'] / 1e6:.2f} | {COMPLEXITY[name]['gflops']:.2f} | "
+            f"{interval_text(entry['dsc'])} | {interval_text(entry['hd95'])} |"
+        )
+        assert shown in text
+    # The threshold baseline: same data, intensity only.
+    label = "intensity threshold baseline (balanced, chosen on training cases)"
+    base = res[res["model"] == label].iloc[0]
+    assert base["dsc"] == pytest.approx(repo["ws"]["synapse"]["threshold_baseline"]["dsc"])
+    assert base[f"dsc_{SYN[2]}"] == pytest.approx(1.0)
+    assert "threshold baseline" not in pd.read_csv(tables / "acdc_models.csv")["model"].str.cat()
+    # ACDC's mtunet has no train.json: its size is unknown.
+    acdc = pd.read_csv(tables / "acdc_models.csv").set_index("model")
+    assert math.isnan(acdc.loc["mtunet", "params_m"])
+    assert acdc.loc["unet", "gflops"] == pytest.approx(3.5)
+    tex = (tables / "synapse_models.tex").read_text()
+    assert r"\begin{tabular}" in tex and "seeds; [" in tex
+    assert "GFLOPs of one forward pass of one image (1x1x96x96" in text
+
+
+def test_difference_table_and_verdicts(repo: dict[str, Any]) -> None:
+    root = repo["root"]
+    text = _build(root).read_text()
+    tables = root / "reports" / "tables"
+    for ds in ("synapse", "acdc"):
+        comp = repo["comp"][ds]
+        diff = pd.read_csv(tables / f"{ds}_vs_reference.csv")
+        assert list(diff["metric"]) == ["dsc", "hd95"]
+        assert set(diff["variant"]) == {"unet"}
+        for _, row in diff.iterrows():
+            test = _test_row(comp, "models", row["metric"], "unet")
+            for key in ("diff", "ci_low", "ci_high", "p_value", "p_holm"):
+                assert row[key] == pytest.approx(test[key])
+            assert row["n_cases"] == N_CASES[ds]
+            assert row["verdict"] == verdict(test, row["metric"] == "dsc")
+    # 4 cases: nothing can be significant, and the table says so in words.
+    syn = pd.read_csv(tables / "synapse_vs_reference.csv")
+    assert (syn["p_value"] >= 0.125 - 1e-12).all()
+    assert list(syn["verdict"]) == ["not significant", "not significant"]
+    assert "| unet | DSC (%) |" in text and "| not significant |" in text
+    # 8 cases, every case worse for the noisy U-Net: p = 2 / 2**8, significantly lower DSC.
+    acdc = pd.read_csv(tables / "acdc_vs_reference.csv").set_index("metric")
+    assert acdc.loc["dsc", "p_holm"] == pytest.approx(2 / 2**8)
+    assert acdc.loc["dsc", "diff"] < 0
+    assert acdc.loc["dsc", "verdict"] == "significantly lower (worse)"
+    assert "significantly lower (worse)" in text
+    tex = (tables / "acdc_vs_reference.tex").read_text()
+    assert r"Difference [95\% CI]" in tex and "significantly lower (worse)" in tex
+
+
+def test_ablation_table(repo: dict[str, Any]) -> None:
+    root = repo["root"]
+    text = _build(root).read_text()
+    comp = repo["comp"]["acdc"]
+    abl = pd.read_csv(root / "reports" / "tables" / "acdc_ablations.csv")
+    assert list(abl["variant"]) == ["mtunet", "no_gaussian"]
+    assert pd.isna(abl.loc[0, "change"]) and abl.loc[1, "change"] == "gaussian=False"
+    assert pd.isna(abl.loc[0, "dsc_diff"])
+    row = abl.iloc[1]
+    for metric in ("dsc", "hd95"):
+        test = _test_row(comp, "ablations", metric, "no_gaussian")
+        assert row[f"{metric}_diff"] == pytest.approx(test["diff"])
+        assert row[f"{metric}_ci_low"] == pytest.approx(test["ci_low"])
+        assert row[f"{metric}_p_holm"] == pytest.approx(test["p_holm"])
+        assert row[f"{metric}_verdict"] == verdict(test, metric == "dsc")
+        assert row[metric] == pytest.approx(comp["variants"]["no_gaussian"][metric]["mean"])
+    assert row["dsc_verdict"] == "significantly lower (worse)"
+    assert "| no_gaussian | gaussian=False |" in text
+    assert "| mtunet (full model) | (none) |" in text
+    assert "DSC: significantly lower (worse); HD95:" in text
+    syn = pd.read_csv(root / "reports" / "tables" / "synapse_ablations.csv")
+    assert list(syn["dsc_verdict"].dropna()) == ["not significant"]
+    tex = (root / "reports" / "tables" / "acdc_ablations.tex").read_text()
+    assert r"$\Delta$DSC [95\% CI]" in tex and r"gaussian=False" in tex
+
+
+def test_surface_conventions_table(repo: dict[str, Any]) -> None:
+    root = repo["root"]
+    text = _build(root).read_text()
+    comp = repo["comp"]["synapse"]
+    surf = pd.read_csv(root / "reports" / "tables" / "synapse_surface_metrics.csv")
+    assert list(surf["variant"]) == ["mtunet", "unet", "no_gaussian"]
+    assert list(surf["kind"]) == ["model", "model", "ablation"]
+    for _, row in surf.iterrows():
+        entry = comp["variants"][row["variant"]]
+        for metric in ("hd95", "hd95_monai", "nsd"):
+            assert row[metric] == pytest.approx(entry[metric]["mean"])
+            assert row[f"{metric}_case_low"] == pytest.approx(entry[metric]["case_ci"][0])
+    assert "NSD (%), τ = 2 mm" in text
+    assert "NSD (%), tolerance not recorded" in text  # ACDC's comparison has none
+    assert "| no_gaussian (gaussian=False) |" in text
+
+
+def test_published_table(repo: dict[str, Any]) -> None:
+    root = repo["root"]
+    _build(root)
+    tables = root / "reports" / "tables"
+    pub = pd.read_csv(tables / "synapse_published.csv").set_index("method")
+    assert list(pub.index) == [r["method"] for r in PUBLISHED["synapse"]]
+    assert pub.loc["TransUNet", "dsc"] == 77.48
+    assert pub.loc["TransUNet", "dsc_pancreas"] == 55.86
+    acdc = pd.read_csv(tables / "acdc_published.csv").set_index("method")
+    assert acdc.loc["MT-UNet", "dsc_lv"] == 95.62 and pd.isna(acdc.loc["MT-UNet", "hd95"])
+    tex = (tables / "synapse_published.tex").read_text()
+    assert "Published numbers on the real" in tex
+    assert "Not comparable with this study's runs, which are on synthetic phantoms" in tex
+
+
+def test_figure_data(repo: dict[str, Any]) -> None:
+    root = repo["root"]
+    _build(root)
+    for ds in ("synapse", "acdc"):
+        comp = repo["comp"][ds]
+        scores = pd.read_csv(root / "reports" / "figures" / f"{ds}_dice_per_case.csv")
+        assert list(dict.fromkeys(scores["variant"])) == ["mtunet", "unet", "no_gaussian"]
+        means = scores.groupby("variant")["dsc"].mean()
+        for variant in STUDY.variants:
+            assert means[variant] == pytest.approx(comp["variants"][variant]["dsc"]["mean"])
+        assert len(scores) == 3 * N_CASES[ds]
 
 
 def test_report_tables_and_experiments(repo: dict[str, Any]) -> None:
     root = repo["root"]
     _build(root)
     tables = root / "reports" / "tables"
-    for stem in (
-        "synapse_results",
-        "synapse_per_class",
-        "acdc_results",
-        "acdc_per_class",
-        "experiments",
-    ):
-        assert (tables / f"{stem}.csv").is_file()
-        tex = (tables / f"{stem}.tex").read_text()
-        assert r"\begin{tabular}" in tex and r"\bottomrule" in tex
-    res = pd.read_csv(tables / "synapse_results.csv")
-    ws = repo["ws"]["synapse"]
-    assert res.loc[0, "dsc"] == pytest.approx(ws["dsc"])
-    assert res.loc[0, "liver"] == pytest.approx(ws["per_class"]["liver"]["dsc"])
-    label = "intensity threshold baseline (balanced, chosen on training cases)"
-    base = res[res["method"] == label].iloc[0]
-    assert base["data"] == "synthetic phantoms"
-    assert base["dsc"] == pytest.approx(ws["threshold_baseline"]["dsc"])
-    assert base[SYN[2]] == pytest.approx(1.0)
-    assert "threshold baseline" not in pd.read_csv(tables / "acdc_results.csv")["method"].str.cat()
-    pub = res[res["method"] == "TransUNet"].iloc[0]
-    assert (pub["data"], pub["dsc"], pub["pancreas"]) == ("published, real data", 77.48, 55.86)
-    assert "published, real data" in (tables / "synapse_results.tex").read_text()
+    for ds in ("synapse", "acdc"):
+        for kind in ("models", "vs_reference", "ablations", "surface_metrics", "published",
+                     "per_class"):  # fmt: skip
+            assert (tables / f"{ds}_{kind}.csv").is_file()
+            tex = (tables / f"{ds}_{kind}.tex").read_text()
+            assert r"\begin{tabular}" in tex and r"\bottomrule" in tex
+    pc = pd.read_csv(tables / "synapse_per_class.csv").set_index("class")
+    assert pc.loc["liver", "dsc"] == pytest.approx(
+        repo["ws"]["synapse"]["per_class"]["liver"]["dsc"]
+    )
 
     exp = pd.read_csv(tables / "experiments.csv").set_index("experiment")
     assert list(exp.index) == ["baseline (HEAD)", "tidy-newt", "workspace (this run)"]
@@ -302,33 +514,52 @@ def test_report_is_deterministic(repo: dict[str, Any]) -> None:
     second = {
         p.relative_to(root): p.read_bytes() for p in (root / "reports").rglob("*") if p.is_file()
     }
-    assert first.keys() == second.keys() and len(first) >= 17
+    assert first.keys() == second.keys() and len(first) == 39
     assert first == second
 
 
 def test_missing_optional_inputs_give_notes(repo: dict[str, Any]) -> None:
     root = repo["root"]
-    (root / "eval" / "acdc" / "qualitative.npz").unlink()
-    (root / "eval" / "acdc" / "per_case.csv").unlink()
-    (root / "data" / "processed" / "acdc" / "dataset.json").unlink()
-    for p in (root / "dvclive" / "synapse").rglob("*.tsv"):
+    ref = RunPaths("acdc", "mtunet", 1, root)
+    (ref.eval_dir / "qualitative.npz").unlink()
+    (root / "compare" / "acdc" / "per_case.csv").unlink()
+    for p in RunPaths("synapse", "mtunet", 1, root).live_dir.rglob("*.tsv"):
         p.unlink()
+    comp = read_json(root / "compare" / "acdc" / "comparison.json")
+    comp["dataset_info"] = {}
+    for entry in comp["variants"].values():  # an older comparison: no surface metrics
+        entry.pop("hd95_monai")
+        entry.pop("nsd")
+    write_json(root / "compare" / "acdc" / "comparison.json", comp)
     text = _build(root).read_text()
     assert "## Notes" in text
     assert "qualitative slices" in text and "per-case table" in text
-    assert "acdc manifest" in text and "no DVCLive training logs" in text
-    assert not (root / "reports" / "figures" / "acdc_qualitative.png").exists()
+    assert "no DVCLive training logs" in text and "no surface-metric conventions table" in text
+    for name in ("acdc_qualitative.png", "acdc_dice_per_case.png", "synapse_training.png"):
+        assert not (root / "reports" / "figures" / name).exists()
+    assert not (root / "reports" / "tables" / "acdc_surface_metrics.csv").exists()
     assert "Split: not available" in text
+    # Without the per-case table the variant order comes from the comparison lists.
+    models = pd.read_csv(root / "reports" / "tables" / "acdc_models.csv")
+    assert list(models["model"]) == ["mtunet", "unet"]
 
 
-def test_missing_metrics_fails_clearly(repo: dict[str, Any]) -> None:
+def test_missing_inputs_fail_clearly(repo: dict[str, Any]) -> None:
     root = repo["root"]
+    (root / "compare" / "acdc" / "comparison.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"comparison of dataset 'acdc' not found"):
+        _build(root)
+    (root / "compare" / "acdc" / "comparison.json").write_text("{}")
+    with pytest.raises(ValueError, match="not a comparison file"):
+        _build(root)
     (root / "metrics" / "acdc.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"acdc\.json: metrics file for dataset 'acdc'"):
         _build(root)
     (root / "metrics" / "acdc.json").write_text("{}")
     with pytest.raises(ValueError, match="not a metrics file"):
         _build(root)
+    with pytest.raises(ValueError, match="at least one dataset"):
+        build_report([], root, root / "params.yaml", root / "reports")
 
 
 def test_bad_report_params_fail_clearly(repo: dict[str, Any]) -> None:
@@ -344,24 +575,73 @@ def test_bad_report_params_fail_clearly(repo: dict[str, Any]) -> None:
         _build(root)
 
 
-def test_no_git_repo_shows_workspace_only(tmp_path: Path) -> None:
+def test_no_git_repo_shows_workspace_only(repo: dict[str, Any], tmp_path: Path) -> None:
     root = tmp_path / "plain"
     root.mkdir()
-    (root / "params.yaml").write_text(yaml.safe_dump(PARAMS))
-    _write_dataset(root, "acdc", ACDC, 5)
-    report = build_report(
-        ["acdc"],
-        root / "metrics",
-        root / "eval",
-        root / "dvclive",
-        root / "params.yaml",
-        root / "reports",
-        root,
-    )
+    for part in ("params.yaml", "metrics", "compare", "models", "eval", "dvclive"):
+        src = repo["root"] / part
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / part)
+    report = build_report(["acdc"], root, root / "params.yaml", root / "reports", root)
     text = report.read_text()
     assert "No git commit found" in text
     exp = pd.read_csv(root / "reports" / "tables" / "experiments.csv")
     assert list(exp["experiment"]) == ["workspace (this run)"]
+
+
+def test_single_model_study(repo: dict[str, Any]) -> None:
+    """One model, one seed, no ablations: case intervals only, no comparison tables."""
+    root = repo["root"]
+    comp = read_json(root / "compare" / "acdc" / "comparison.json")
+    entry = comp["variants"]["mtunet"]
+    entry["seeds"] = [1]
+    for stats_ in (entry["dsc"], entry["hd95"]):
+        stats_["seed_ci"], stats_["n_seeds"] = None, 1
+    comp["variants"] = {"mtunet": entry}
+    comp["comparisons"] = {"models": {}, "ablations": {}}
+    write_json(root / "compare" / "acdc" / "comparison.json", comp)
+    (root / "compare" / "acdc" / "per_case.csv").unlink()
+    text = build_report(["acdc"], root, root / "params.yaml", root / "reports", root).read_text()
+    assert "The study has one model; there is nothing to compare it with." in text
+    assert "### Ablations" not in text
+    assert not (root / "reports" / "figures" / "acdc_forest.png").exists()
+    shown = interval_text(entry["dsc"])
+    assert shown.endswith(" cases") and "seeds" not in shown
+    assert f"| mtunet (reference) | - | - | {shown} |" in text
+
+
+def test_minimum_wilcoxon_p_is_computed() -> None:
+    for n in range(2, 9):
+        exact = stats.wilcoxon(np.arange(1.0, n + 1.0)).pvalue
+        assert min_wilcoxon_p(n) == pytest.approx(exact)
+    assert min_wilcoxon_p(4) == 0.125
+    assert cases_needed(0.05) == 6
+    assert cases_needed(0.01) == 8
+
+
+def test_verdict_wording() -> None:
+    row = {"diff": -2.0, "ci_low": -3.0, "ci_high": -1.0, "p_holm": 0.01}
+    assert verdict(row, higher_is_better=True) == "significantly lower (worse)"
+    assert verdict(row, higher_is_better=False) == "significantly lower (better)"
+    assert verdict({**row, "diff": 2.0, "ci_low": 1.0, "ci_high": 3.0}, True) == (
+        "significantly higher (better)"
+    )
+    assert verdict({**row, "p_holm": 0.05}, True) == "not significant"  # p >= 0.05
+    assert verdict({**row, "p_holm": None}, True) == "not significant"
+    assert "includes 0" in verdict({**row, "ci_high": 0.5}, True)
+    assert interval_text({"mean": 91.3, "seed_ci": [90.1, 92.4], "case_ci": [88.0, 94.1]}) == (
+        "91.30 [90.10, 92.40] seeds; [88.00, 94.10] cases"
+    )
+    assert interval_text({"mean": None}) == "-"
+
+
+def test_report_package_import_is_light() -> None:
+    """The compare stage imports mtunet.report.stats; that must not load the report code."""
+    code = (
+        "import sys, mtunet.report.stats; "
+        "assert 'matplotlib' not in sys.modules, 'matplotlib'; "
+        "assert 'mtunet.report.report' not in sys.modules, 'report'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_helpers() -> None:
@@ -371,8 +651,8 @@ def test_helpers() -> None:
     df = pd.DataFrame({"name": ["a_b", "c|d"], "v": [1.234, float("nan")]})
     md = to_markdown(df)
     assert "| a_b | 1.23 |" in md and "| c\\|d | - |" in md
-    tex = to_latex(df, "cap 50%", "tab:x")
-    assert r"a\_b & 1.23 \\" in tex and r"cap 50\%" in tex and "{lr}" in tex
+    tex = to_latex(df, "cap 50% Δ", "tab:x")
+    assert r"a\_b & 1.23 \\" in tex and r"cap 50\% $\Delta$" in tex and "{lr}" in tex
 
 
 def test_machine_text_says_what_is_reproducible() -> None:
@@ -385,8 +665,6 @@ def test_machine_text_says_what_is_reproducible() -> None:
     native = {**portable, "machine": {**machine, "aten_capability": "AVX512"}}
     assert "native AVX512 kernels" in _machine_text(native)
     # Asked for portable, but the process had computed before the pin: reported as native.
-    assert "native AVX512" in _machine_text(
-        {**native, "train_config": {"cpu_kernels": "portable"}}
-    )
+    assert "native AVX512" in _machine_text({**native, "train_config": {"cpu_kernels": "portable"}})
     assert "same GPU" in _machine_text({**portable, "device": "cuda:0"})
     assert _machine_text(None) == "not recorded"

@@ -1,0 +1,274 @@
+"""The study's comparison of one dataset: every run's per-case scores -> intervals and tests.
+
+Stage ``compare@<ds>`` reads each run's ``eval/<ds>/<variant>/seed<k>/per_case.csv`` and
+``models/<ds>/<variant>/seed<k>/train.json`` and writes:
+
+- ``compare/<ds>/per_case.csv``: one row per variant, seed, case and class (the long table);
+- ``compare/<ds>/comparison.json``: per variant the mean DSC, HD95 (three conventions) and
+  surface Dice with intervals over seeds and over cases, per class; parameters and GFLOPs; and
+  every model and ablation against the reference model, paired on the test cases;
+- ``metrics/<ds>.json``: the DVC metrics file. Its top level is the reference model's summary
+  (means over seeds, so ``dvc exp show`` keeps its columns), plus ``models`` and
+  ``ablations`` with each variant's mean and interval bounds, and the threshold baseline.
+
+A case's score is the mean over foreground classes of that case (NaN entries left out), the
+published tables' mean; the dataset's score is the mean over cases. Intervals (level
+``study.confidence``): over seeds, a Student-t interval of the per-seed means (two seeds or
+more); over test cases, a percentile bootstrap of the seed-averaged case scores. Comparisons
+pair the seed-averaged case scores of a variant and of the reference: the mean difference with
+its bootstrap interval and a Wilcoxon signed-rank p-value, Holm-corrected within each table
+(models; ablations) and metric.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mtunet.fileio import atomic_path, read_json, write_json
+from mtunet.report.stats import bootstrap_interval, holm, paired_difference, t_interval
+from mtunet.study import RunPaths, StudyConfig, study_runs
+
+# Metric column -> (name in the JSON, scale, higher is better).
+METRICS: dict[str, tuple[str, float, bool]] = {
+    "dice": ("dsc", 100.0, True),
+    "hd95": ("hd95", 1.0, False),
+    "hd95_monai": ("hd95_monai", 1.0, False),
+    "nsd": ("nsd", 100.0, True),
+}
+# The metrics the comparison tables test (the others are described, not tested).
+TESTED = ("dsc", "hd95")
+
+
+def load_runs(runs: Sequence[RunPaths]) -> pd.DataFrame:
+    """Concatenate the runs' per-case tables, tagged with ``variant`` and ``seed``.
+
+    Raises:
+        FileNotFoundError: A run has no per-case table (it was not evaluated).
+    """
+    frames = []
+    for run in runs:
+        if not run.per_case.is_file():
+            raise FileNotFoundError(
+                f"{run.per_case}: missing; run `dvc repro` so that every run of the study is "
+                "trained and evaluated"
+            )
+        df = pd.read_csv(run.per_case)
+        df.insert(0, "seed", run.seed)
+        df.insert(0, "variant", run.variant)
+        frames.append(df)
+    table = pd.concat(frames, ignore_index=True)
+    return table[table["class_id"] > 0].reset_index(drop=True)
+
+
+def case_scores(table: pd.DataFrame, column: str, cls: str | None = None) -> pd.DataFrame:
+    """Per variant, seed and case: the mean over classes of ``column`` (or one class's value).
+
+    Returns:
+        A frame indexed by (variant, seed, case) with one column ``score``.
+    """
+    sub = table if cls is None else table[table["class_name"] == cls]
+    values = pd.to_numeric(sub[column], errors="coerce")
+    grouped = values.groupby([sub["variant"], sub["seed"], sub["case"]], sort=False)
+    return grouped.mean().rename("score").to_frame()
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    return values[np.isfinite(values)]
+
+
+def describe_scores(
+    scores: pd.DataFrame, variant: str, study: StudyConfig, scale: float
+) -> dict[str, Any]:
+    """Mean and intervals of one variant from its (variant, seed, case) scores.
+
+    Returns:
+        ``{"mean", "seed_ci": [lo, hi] | None, "case_ci": [lo, hi] | None, "n_seeds",
+        "n_cases", "per_seed": [...]}`` in the metric's unit (``scale`` applied).
+    """
+    s = scores.xs(variant, level="variant")["score"] * scale
+    per_seed = s.groupby(level="seed", sort=False).mean()
+    per_case = s.groupby(level="case", sort=False).mean()
+    seeds = _finite(per_seed.to_numpy(np.float64))
+    cases = _finite(per_case.to_numpy(np.float64))
+    out: dict[str, Any] = {
+        "mean": float(cases.mean()) if cases.size else None,
+        "n_seeds": int(seeds.size),
+        "n_cases": int(cases.size),
+        "per_seed": [float(v) for v in seeds],
+        "seed_ci": None,
+        "case_ci": None,
+    }
+    if seeds.size >= 2:
+        _, lo, hi = t_interval(seeds, study.confidence)
+        out["seed_ci"] = [float(lo), float(hi)]
+    if cases.size:
+        _, lo, hi = bootstrap_interval(
+            cases, study.confidence, study.n_bootstrap, study.bootstrap_seed
+        )
+        out["case_ci"] = [float(lo), float(hi)]
+    return out
+
+
+def compare_to_reference(
+    scores: pd.DataFrame, variants: Sequence[str], reference: str, study: StudyConfig,
+    scale: float,
+) -> list[dict[str, Any]]:
+    """Each variant against ``reference``, paired on the seed-averaged case scores.
+
+    Cases that either side scores NaN are left out of that pair. p-values are Holm-corrected
+    over ``variants``.
+    """
+    ref = (scores.xs(reference, level="variant")["score"] * scale).groupby(level="case").mean()
+    rows: list[dict[str, Any]] = []
+    for variant in variants:
+        other = (scores.xs(variant, level="variant")["score"] * scale).groupby(level="case").mean()
+        both = pd.concat([other.rename("a"), ref.rename("b")], axis=1, join="inner").dropna()
+        res = paired_difference(
+            both["a"].to_numpy(np.float64),
+            both["b"].to_numpy(np.float64),
+            study.confidence,
+            study.n_bootstrap,
+            study.bootstrap_seed,
+        )
+        rows.append({"variant": variant, **{k: _plain(v) for k, v in res.items()}})
+    for row, p in zip(rows, holm([r["p_value"] for r in rows]), strict=True):
+        row["p_holm"] = float(p)
+    return rows
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, (np.floating, float)):
+        return float(v)
+    if isinstance(v, (np.integer, int)):
+        return int(v)
+    return v
+
+
+def _complexity(run: RunPaths) -> dict[str, Any] | None:
+    if not run.train_info.is_file():
+        return None
+    info = read_json(run.train_info)
+    return info.get("complexity")
+
+
+def build_comparison(study: StudyConfig, dataset: str, root: Path) -> tuple[dict, pd.DataFrame]:
+    """The comparison of one dataset (see the module docstring) and its long per-case table."""
+    runs = study_runs(study, dataset, root)
+    table = load_runs(runs)
+    class_names = list(dict.fromkeys(table["class_name"]))
+    metrics = [m for m in METRICS if m in table.columns]
+    variants: dict[str, Any] = {}
+    for variant in study.variants:
+        first = next(r for r in runs if r.variant == variant)
+        entry: dict[str, Any] = {
+            "kind": study.kind(variant),
+            "overrides": dict(study.ablations.get(variant, {})),
+            "seeds": list(study.seeds),
+            "complexity": _complexity(first),
+            "per_class": {},
+        }
+        variants[variant] = entry
+    for column in metrics:
+        name, scale, _ = METRICS[column]
+        scores = case_scores(table, column)
+        for variant in study.variants:
+            variants[variant][name] = describe_scores(scores, variant, study, scale)
+            for cls in class_names:
+                cls_scores = case_scores(table, column, cls)
+                stats = describe_scores(cls_scores, variant, study, scale)
+                variants[variant]["per_class"].setdefault(cls, {})[name] = stats
+    others = [m for m in study.models if m != study.reference]
+    ablations = list(study.ablations)
+    comparisons: dict[str, Any] = {"models": {}, "ablations": {}}
+    for column in metrics:
+        name, scale, _ = METRICS[column]
+        if name not in TESTED:
+            continue
+        scores = case_scores(table, column)
+        # Ablations vary MT-UNet, so they are compared with the full MT-UNet.
+        for key, group, ref in (
+            ("models", others, study.reference),
+            ("ablations", ablations, "mtunet"),
+        ):
+            if group:
+                comparisons[key][name] = compare_to_reference(scores, group, ref, study, scale)
+    comparison = {
+        "dataset": dataset,
+        "reference": study.reference,
+        "ablation_reference": "mtunet" if ablations else None,
+        "class_names": class_names,
+        "confidence": study.confidence,
+        "n_bootstrap": study.n_bootstrap,
+        "variants": variants,
+        "comparisons": comparisons,
+    }
+    return comparison, table
+
+
+def _interval_entry(stats: dict[str, Any]) -> dict[str, Any]:
+    ci = stats["seed_ci"] or stats["case_ci"] or [None, None]
+    return {
+        "mean": stats["mean"],
+        "ci_low": ci[0],
+        "ci_high": ci[1],
+        "interval": "seeds" if stats["seed_ci"] else "cases",
+    }
+
+
+def metrics_file(
+    comparison: dict[str, Any], study: StudyConfig, dataset: str, root: Path,
+    threshold_baseline: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """``metrics/<ds>.json``: the reference model's summary, then every variant's intervals."""
+    ref_runs = [r for r in study_runs(study, dataset, root) if r.variant == study.reference]
+    summaries = [read_json(r.metrics) for r in ref_runs]
+    top = dict(summaries[0])
+    for key in ("dsc", "hd95", "hd95_mm"):
+        vals = [s.get(key) for s in summaries]
+        top[key] = None if any(v is None for v in vals) else float(np.mean(vals))
+    for cls, entry in top.get("per_class", {}).items():
+        for key in list(entry):
+            vals = [s["per_class"][cls].get(key) for s in summaries]
+            entry[key] = None if any(v is None for v in vals) else float(np.mean(vals))
+    top["model"] = study.reference
+    top["seeds"] = list(study.seeds)
+    for kind, names in (("models", study.models), ("ablations", list(study.ablations))):
+        top[kind] = {
+            v: {
+                m: _interval_entry(comparison["variants"][v][m])
+                for m in ("dsc", "hd95")
+                if m in comparison["variants"][v]
+            }
+            for v in names
+        }
+    if threshold_baseline is not None:
+        top["threshold_baseline"] = threshold_baseline
+    return top
+
+
+def run_comparison(
+    study: StudyConfig, dataset: str, root: Path, out_dir: Path, metrics_path: Path,
+    threshold_baseline: dict[str, Any] | None, dataset_info: dict[str, Any] | None = None,
+    nsd_tolerance: float | None = None,
+) -> dict[str, Any]:
+    """Write ``out_dir/comparison.json``, ``out_dir/per_case.csv`` and ``metrics_path``.
+
+    ``dataset_info`` (the manifest's ``splits`` and ``class_names``) is copied into the
+    comparison, so the report needs no dataset files.
+    """
+    comparison, table = build_comparison(study, dataset, root)
+    comparison["dataset_info"] = dict(dataset_info or {})
+    comparison["threshold_baseline"] = threshold_baseline
+    comparison["nsd_tolerance"] = nsd_tolerance
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "per_case.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    # write_json turns NaN into null.
+    write_json(out_dir / "comparison.json", comparison)
+    write_json(metrics_path, metrics_file(comparison, study, dataset, root, threshold_baseline))
+    return comparison

@@ -1,0 +1,235 @@
+"""Training settings: :class:`TrainConfig`, the published presets and the runtime fields.
+
+``TrainConfig`` is the ``train`` section of ``params.yaml``; :meth:`TrainConfig.resolved`
+fills the fields left None from the chosen preset. :data:`RUNTIME_FIELDS` do not change the
+weights, so a restart that differs only in them resumes (:mod:`mtunet.training.state`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from mtunet.config import check, from_dict, to_dict
+
+#: The published recipes. ``momentum`` applies to SGD only.
+PRESETS: dict[str, dict[str, Any]] = {
+    # MT-UNet's train_mtunet_*.py
+    "mtunet": {
+        "optimizer": "adam",
+        "lr": 1e-4,
+        "weight_decay": 1e-4,
+        "momentum": None,
+        "batch_size": 12,
+        "epochs": 100,
+    },
+    # TransUNet's trainer.py
+    "transunet": {
+        "optimizer": "sgd",
+        "lr": 0.01,
+        "weight_decay": 1e-4,
+        "momentum": 0.9,
+        "batch_size": 24,
+        "epochs": 150,
+    },
+}
+
+#: Fields that do not change the weights; a restart that differs only in these resumes.
+RUNTIME_FIELDS = ("num_workers", "pin_memory", "progress", "val_batch_size", "resume")
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings (``params.yaml`` section ``train``).
+
+    ``optimizer``, ``lr``, ``weight_decay``, ``momentum``, ``batch_size`` and ``epochs``
+    default to None, meaning "take it from ``preset``"; a value overrides the preset.
+    :meth:`resolved` fills them in.
+
+    Attributes:
+        preset: ``"mtunet"`` (Adam, lr 1e-4, weight decay 1e-4, batch 12, 100 epochs) or
+            ``"transunet"`` (SGD, lr 0.01, momentum 0.9, weight decay 1e-4, batch 24,
+            150 epochs).
+        optimizer: ``"adam"`` or ``"sgd"``.
+        lr: Base learning rate, decayed per step as ``lr * (1 - step / max_steps) ** poly_power``.
+        weight_decay: L2 weight decay (coupled, as ``torch.optim.Adam``/``SGD``).
+        momentum: SGD momentum (0.9 when the optimizer is SGD and none is given); must stay
+            unset for Adam.
+        batch_size: Global batch (images per optimizer step, summed over processes).
+        epochs: Passes over the training slices.
+        poly_power: Exponent of the poly decay (0.9 as published).
+        ce_weight: Weight of cross-entropy in the loss (0.5 as published).
+        dice_weight: Weight of the soft Dice loss (0.5 as published).
+        augment: Random rot90/flip or rotation, as published.
+        seed: Seeds weight init, shuffling, augmentation and dropout.
+        device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"mps"``, ``"cuda"`` or
+            ``"cuda:N"``.
+        devices: Processes (GPUs) to train on; > 1 spawns DistributedDataParallel workers
+            (gloo on CPU, NCCL on CUDA). Under ``torchrun`` its environment decides instead.
+        bf16: bfloat16 autocast of the forward pass on CUDA and on the CPU (fast on CPUs
+            with AVX512-BF16 or AMX, slow elsewhere; ignored on MPS).
+        channels_last: Channels-last memory format for the network and its input (faster
+            convolutions on CPU; different float rounding than contiguous).
+        fused_optimizer: The optimizer's fused implementation (one kernel for all
+            parameters instead of a loop over them).
+        compile: ``torch.compile`` the network (its compile time is paid at every start).
+        cpu_kernels: ``"native"`` (the fastest kernels this CPU has) or ``"portable"``
+            (AVX2 kernels everywhere on x86-64, so machines of different vector width
+            compute the same bits; :mod:`mtunet.numerics`).
+        num_workers: DataLoader worker processes (0 loads in the main process).
+        pin_memory: Pinned host memory for the batches (CUDA only).
+        selection: ``"auto"`` (best validation epoch when the dataset has validation volumes,
+            else the last epoch), ``"last"`` or ``"best_val"`` (error without a validation
+            split). The test split is never used.
+        val_every: Validate every this many epochs (and always after the last epoch).
+        val_batch_size: Slices per forward pass during validation (does not change results).
+        max_steps_per_epoch: Cap on optimizer steps per epoch (quick runs); None = full epoch.
+        img_size: Training input (height, width), or None for the model config's img_size;
+            when set it also becomes the model's img_size. Multiples of 8.
+        deterministic: ``torch.use_deterministic_algorithms`` (warn-only) and deterministic
+            cuDNN during training.
+        progress: Show a tqdm progress bar (loss, lr, ETA).
+        resume: Resume from ``out_dir/last.pt`` when its params match.
+    """
+
+    preset: Literal["mtunet", "transunet"] = "mtunet"
+    optimizer: Literal["adam", "sgd"] | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    momentum: float | None = None
+    batch_size: int | None = None
+    epochs: int | None = None
+    poly_power: float = 0.9
+    ce_weight: float = 0.5
+    dice_weight: float = 0.5
+    augment: bool = True
+    seed: int = 1234
+    device: str = "auto"
+    devices: int = 1
+    bf16: bool = False
+    channels_last: bool = False
+    fused_optimizer: bool = False
+    compile: bool = False
+    cpu_kernels: Literal["native", "portable"] = "native"
+    num_workers: int = 0
+    pin_memory: bool = True
+    selection: Literal["auto", "last", "best_val"] = "auto"
+    val_every: int = 1
+    val_batch_size: int = 16
+    max_steps_per_epoch: int | None = None
+    img_size: int | tuple[int, int] | None = None
+    deterministic: bool = True
+    progress: bool = True
+    resume: bool = True
+
+    def __post_init__(self) -> None:
+        check(
+            self.preset in PRESETS, "preset", f"must be one of {list(PRESETS)}, got {self.preset!r}"
+        )
+        check(
+            self.optimizer in (None, "adam", "sgd"),
+            "optimizer",
+            f"must be 'adam' or 'sgd', got {self.optimizer!r}",
+        )
+        if self.lr is not None:
+            check(math.isfinite(self.lr) and self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        if self.weight_decay is not None:
+            check(
+                math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+                "weight_decay",
+                f"must be >= 0, got {self.weight_decay}",
+            )
+        if self.momentum is not None:
+            check(0 <= self.momentum < 1, "momentum", f"must be in [0, 1), got {self.momentum}")
+            optimizer = self.optimizer or PRESETS[self.preset]["optimizer"]
+            check(
+                optimizer == "sgd",
+                "momentum",
+                f"only used by SGD, but the optimizer is {optimizer!r}; leave it null",
+            )
+        if self.batch_size is not None:
+            check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        if self.epochs is not None:
+            check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
+        check(
+            math.isfinite(self.poly_power) and self.poly_power >= 0,
+            "poly_power",
+            f"must be >= 0, got {self.poly_power}",
+        )
+        check(self.ce_weight >= 0, "ce_weight", f"must be >= 0, got {self.ce_weight}")
+        check(self.dice_weight >= 0, "dice_weight", f"must be >= 0, got {self.dice_weight}")
+        check(
+            self.ce_weight + self.dice_weight > 0,
+            "dice_weight",
+            "ce_weight and dice_weight cannot both be 0",
+        )
+        check(0 <= self.seed < 2**31, "seed", f"must be in [0, 2**31), got {self.seed}")
+        check(
+            isinstance(self.device, str) and bool(_DEVICE_RE.match(self.device)),
+            "device",
+            f"expected 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N', got {self.device!r}",
+        )
+        check(self.devices >= 1, "devices", f"must be >= 1, got {self.devices}")
+        check(
+            self.cpu_kernels in ("native", "portable"),
+            "cpu_kernels",
+            f"must be 'native' or 'portable', got {self.cpu_kernels!r}",
+        )
+        check(self.num_workers >= 0, "num_workers", f"must be >= 0, got {self.num_workers}")
+        check(
+            self.selection in ("auto", "last", "best_val"),
+            "selection",
+            f"must be 'auto', 'last' or 'best_val', got {self.selection!r}",
+        )
+        check(self.val_every >= 1, "val_every", f"must be >= 1, got {self.val_every}")
+        check(
+            self.val_batch_size >= 1, "val_batch_size", f"must be >= 1, got {self.val_batch_size}"
+        )
+        if self.max_steps_per_epoch is not None:
+            check(
+                self.max_steps_per_epoch >= 1,
+                "max_steps_per_epoch",
+                f"must be >= 1 or null, got {self.max_steps_per_epoch}",
+            )
+        if self.img_size is not None:
+            size = self.img_size
+            if isinstance(size, int) and not isinstance(size, bool):
+                size = (size, size)
+            if isinstance(size, list):
+                size = tuple(size)
+            check(
+                isinstance(size, tuple)
+                and len(size) == 2
+                and all(isinstance(s, int) and s >= 8 and s % 8 == 0 for s in size),
+                "img_size",
+                f"expected null or positive multiples of 8 (int or [h, w]), got {self.img_size!r}",
+            )
+            object.__setattr__(self, "img_size", tuple(size))
+
+    def resolved(self) -> TrainConfig:
+        """This config with the preset's values filled into every field left None."""
+        preset = PRESETS[self.preset]
+        values = {
+            k: getattr(self, k) if getattr(self, k) is not None else preset[k]
+            for k in ("optimizer", "lr", "weight_decay", "batch_size", "epochs")
+        }
+        momentum = self.momentum
+        if values["optimizer"] == "sgd" and momentum is None:
+            momentum = preset["momentum"] if preset["momentum"] is not None else 0.9
+        values["momentum"] = momentum
+        return dataclasses.replace(self, **values)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None, where: str = "train") -> TrainConfig:
+        """Build from a ``params.yaml`` section; unknown keys and bad types raise ValueError."""
+        return from_dict(cls, data, where)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples as lists); ``from_dict`` inverts it."""
+        return to_dict(self)
