@@ -73,7 +73,8 @@ def _write_savez(path: Path) -> None:
 
 
 def _write_h5(path: Path) -> None:
-    h5py = pytest.importorskip("h5py")
+    import h5py  # a dependency: never skip
+
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:  # how write_h5 writes
         f["x"] = np.arange(3)
 
