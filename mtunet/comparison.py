@@ -33,12 +33,12 @@ from mtunet.fileio import atomic_path, read_json, write_json
 from mtunet.report.stats import bootstrap_interval, holm, paired_difference, t_interval
 from mtunet.study import RunPaths, StudyConfig, study_runs
 
-# Metric column -> (name in the JSON, scale, higher is better).
-METRICS: dict[str, tuple[str, float, bool]] = {
-    "dice": ("dsc", 100.0, True),
-    "hd95": ("hd95", 1.0, False),
-    "hd95_monai": ("hd95_monai", 1.0, False),
-    "nsd": ("nsd", 100.0, True),
+# Metric column -> (name in the JSON, scale to its unit).
+METRICS: dict[str, tuple[str, float]] = {
+    "dice": ("dsc", 100.0),
+    "hd95": ("hd95", 1.0),
+    "hd95_monai": ("hd95_monai", 1.0),
+    "nsd": ("nsd", 100.0),
 }
 # The metrics the comparison tables test (the others are described, not tested).
 TESTED = ("dsc", "hd95")
@@ -174,19 +174,19 @@ def build_comparison(study: StudyConfig, dataset: str, root: Path) -> tuple[dict
         }
         variants[variant] = entry
     for column in metrics:
-        name, scale, _ = METRICS[column]
+        name, scale = METRICS[column]
         scores = case_scores(table, column)
+        by_class = {cls: case_scores(table, column, cls) for cls in class_names}
         for variant in study.variants:
             variants[variant][name] = describe_scores(scores, variant, study, scale)
-            for cls in class_names:
-                cls_scores = case_scores(table, column, cls)
+            for cls, cls_scores in by_class.items():
                 stats = describe_scores(cls_scores, variant, study, scale)
                 variants[variant]["per_class"].setdefault(cls, {})[name] = stats
     others = [m for m in study.models if m != study.reference]
     ablations = list(study.ablations)
     comparisons: dict[str, Any] = {"models": {}, "ablations": {}}
     for column in metrics:
-        name, scale, _ = METRICS[column]
+        name, scale = METRICS[column]
         if name not in TESTED:
             continue
         scores = case_scores(table, column)

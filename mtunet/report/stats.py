@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from scipy import stats
@@ -227,6 +227,22 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return [float(v) for v in adjusted]
 
 
+def significance(
+    diff: float, low: float, high: float, p_adj: float, alpha: float = 0.05
+) -> Literal["none", "unclear", "higher", "lower"]:
+    """What one paired comparison (``a - b``) shows, decided by the Holm-adjusted p-value.
+
+    ``"none"`` when ``p_adj >= alpha`` (or NaN); ``"unclear"`` when the Wilcoxon test rejects
+    but the mean difference is 0 or its interval ``[low, high]`` (NaN: unknown) includes 0 (the
+    test is about the typical difference, not the mean); else the mean's direction.
+    """
+    if math.isnan(p_adj) or p_adj >= alpha:
+        return "none"
+    if math.isnan(diff) or diff == 0 or low <= 0 <= high:
+        return "unclear"
+    return "higher" if diff > 0 else "lower"
+
+
 def format_p(p: float) -> str:
     """``"p = 0.043"`` (two significant digits), ``"p < 0.001"`` or ``"p = n/a"`` for NaN."""
     if math.isnan(p):
@@ -273,10 +289,10 @@ def describe_difference(
         f"{diff:+.{digits}f}, {round(100 * confidence):d}% CI {low:.{digits}f} to "
         f"{high:.{digits}f}; {format_p(p_adj)} after Holm"
     )
-    if math.isnan(p_adj) or p_adj > alpha:
+    found = significance(diff, low, high, p_adj, alpha)
+    if found == "none":
         return f"not significant ({numbers})"
-    if diff == 0 or low <= 0 <= high:
+    if found == "unclear":
         return f"significant by Wilcoxon, but the mean difference's CI includes 0 ({numbers})"
-    higher = diff > 0
-    verdict = "better" if higher == higher_is_better else "worse"
-    return f"significantly {'higher' if higher else 'lower'}, {verdict} ({numbers})"
+    verdict = "better" if (found == "higher") == higher_is_better else "worse"
+    return f"significantly {found}, {verdict} ({numbers})"

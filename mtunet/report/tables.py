@@ -18,6 +18,7 @@ import pandas as pd
 
 from mtunet.fileio import atomic_path, write_text
 from mtunet.report.published import ACDC_ORDER, PUBLISHED, SYNAPSE_ORDER
+from mtunet.report.stats import significance
 
 CLASS_ORDER = {"synapse": SYNAPSE_ORDER, "acdc": ACDC_ORDER}
 DATA_LABELS = {
@@ -142,18 +143,19 @@ def verdict(row: Mapping[str, Any] | None, higher_is_better: bool, alpha: float 
     The Wilcoxon test is about the typical difference, not the mean, so when it rejects but
     the mean's interval includes 0 the words say so instead of claiming a direction.
     """
-    if not row or not _is_number(row.get("p_holm")) or row["p_holm"] >= alpha:
+    if not row:
         return "not significant"
-    diff, low, high = row.get("diff"), row.get("ci_low"), row.get("ci_high")
-    if (
-        not _is_number(diff)
-        or diff == 0
-        or (_is_number(low) and _is_number(high) and low <= 0 <= high)
-    ):
+
+    def num(key: str) -> float:
+        return float(row[key]) if _is_number(row.get(key)) else math.nan
+
+    found = significance(num("diff"), num("ci_low"), num("ci_high"), num("p_holm"), alpha)
+    if found == "none":
+        return "not significant"
+    if found == "unclear":
         return "significant by Wilcoxon, but the interval of the mean difference includes 0"
-    higher = diff > 0
-    better = "better" if higher == higher_is_better else "worse"
-    return f"significantly {'higher' if higher else 'lower'} ({better})"
+    better = "better" if (found == "higher") == higher_is_better else "worse"
+    return f"significantly {found} ({better})"
 
 
 def _stats_columns(prefix: str, stats: Mapping[str, Any] | None) -> dict[str, Any]:

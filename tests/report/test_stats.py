@@ -212,3 +212,15 @@ def test_describe_difference() -> None:
     assert describe_difference(1.5, (0.5, 2.5), 0.01).startswith("significantly higher, better")
     assert "includes 0" in describe_difference(0.2, (-0.1, 0.5), 0.01)
     assert format_p(0.0432) == "p = 0.043" and format_p(math.nan) == "p = n/a"
+
+
+def test_significance_is_decided_by_holm_p_then_the_mean_interval() -> None:
+    from mtunet.report.stats import significance
+
+    assert significance(2.0, 1.0, 3.0, 0.05) == "none"  # p must be below alpha
+    assert significance(2.0, 1.0, 3.0, float("nan")) == "none"
+    assert significance(2.0, -1.0, 3.0, 0.01) == "unclear"
+    assert significance(0.0, 0.0, 0.0, 0.01) == "unclear"
+    assert significance(float("nan"), 1.0, 3.0, 0.01) == "unclear"
+    assert significance(2.0, float("nan"), float("nan"), 0.01) == "higher"
+    assert significance(-2.0, -3.0, -1.0, 0.01) == "lower"
