@@ -2,18 +2,21 @@
 
 Every variant runs ``mtunet.training.train`` (data loading, augmentation, forward, loss,
 backward, optimizer step, per-epoch checkpoint) on the same preprocessed Synapse phantoms at
-the quick configuration (``params.yaml``'s ``model`` and ``train`` sections), each in a fresh
+the quick configuration (``params.yaml``'s ``model`` and ``train`` sections, at
+``--img-size``, 96 x 96 unless told: the size the 1.5x target was set at), each in a fresh
 process (``cpu_kernels`` must be chosen before a process computes anything), the variants
 alternated over ``--repeats`` rounds. Images/s counts the epochs after the first (the first
 pays start-up and, with ``compile``, compilation, reported separately as ``first_epoch_s``).
 
 Variants (``train`` overrides; ``previous`` is the code path before these levers existed):
 
-* ``previous``: float32, contiguous memory, per-parameter optimizer loop, native kernels;
+* ``previous``: float32, contiguous memory, per-parameter optimizer loop, native kernels,
+  external attention differentiated by autograd (``external_attention_reference``);
 * ``channels_last``, ``fused_optimizer``, ``portable`` (``cpu_kernels: portable``),
   ``workers`` (``num_workers: 1``: augmentation in a worker process), ``compile``, ``bf16``
-  (CPU autocast): one lever each;
-* ``default``: the levers ``params.yaml`` turns on.
+  (CPU autocast), ``fused_ea`` (the hand-written external-attention backward): one lever
+  each;
+* ``default``: the levers ``params.yaml`` turns on, and the fused external attention.
 
 Prints a table and writes ``benchmarks/results/train_loop_speed_cpu.json`` (sorted keys)
 with the machine it ran on. Usage::
@@ -55,8 +58,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "workers": {**PREVIOUS, "num_workers": 1},
     "compile": {**PREVIOUS, "compile": True},
     "bf16": {**PREVIOUS, "bf16": True},
+    "fused_ea": PREVIOUS,
     "default": {},
 }
+#: The variants that run the network's code path as it is (the others: the plain EA).
+FUSED_EA = {"fused_ea", "default"}
 
 
 def weights_digest(checkpoint: Path) -> str:
@@ -72,20 +78,23 @@ def weights_digest(checkpoint: Path) -> str:
     return h.hexdigest()
 
 
-def _child(variant: str, data: Path, epochs: int) -> None:
+def _child(variant: str, data: Path, epochs: int, img_size: int) -> None:
     """Train one variant in this (fresh) process and print its timings as JSON."""
+    import mtunet.model.attention as attention
     from mtunet.config import load_params
-    from mtunet.model import MTUNetConfig
+    from mtunet.model.external_attention import external_attention_reference
+    from mtunet.model.registry import ModelSpec
     from mtunet.training import TrainConfig, train
 
+    if variant not in FUSED_EA:
+        attention.external_attention = external_attention_reference  # type: ignore[assignment]
     params = load_params(ROOT / "params.yaml")
     t = dict(params["train"])
     t.update(VARIANTS[variant], epochs=epochs, progress=False, device="cpu")
+    model = dict(params["model"], img_size=img_size)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
-        res = train(
-            TrainConfig.from_dict(t), MTUNetConfig.from_dict(params["model"]), data, out, None
-        )
+        res = train(TrainConfig.from_dict(t), ModelSpec.from_params(model).config, data, out, None)
         digest = weights_digest(Path(out) / "last.pt")
     seconds = [h["train_seconds"] for h in res["history"]]
     images = res["data"]["n_train_slices"]
@@ -124,12 +133,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--epochs", type=int, default=3, help="epochs per run (the first untimed)")
     p.add_argument("--repeats", type=int, default=2, help="rounds over the variants")
+    p.add_argument("--img-size", type=int, default=96, help="the network's input side")
     p.add_argument("--out", type=Path, default=RESULTS / "train_loop_speed_cpu.json")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child is not None:
-        _child(args.child, args.data, args.epochs)
+        _child(args.child, args.data, args.epochs, args.img_size)
         return {}
     if args.epochs < 2 or args.repeats < 1:
         p.error("--epochs must be >= 2 and --repeats >= 1")
@@ -144,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for r in range(args.repeats):
             for v in args.variants:
                 cmd = [sys.executable, __file__, "--child", v, "--data", str(data)]
-                cmd += ["--epochs", str(args.epochs)]
+                cmd += ["--epochs", str(args.epochs), "--img-size", str(args.img_size)]
                 done = subprocess.run(cmd, check=True, capture_output=True, text=True)
                 runs[v].append(json.loads(done.stdout.strip().splitlines()[-1]))
                 print(f"round {r + 1}: {v} {runs[v][-1]['images_per_s']:.2f} img/s", flush=True)
@@ -178,7 +188,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     result = {
         "machine": machine_info(torch.device("cpu")),
-        "settings": {"epochs": args.epochs, "repeats": args.repeats, "dataset": "synapse phantoms"},
+        "settings": {
+            "epochs": args.epochs,
+            "repeats": args.repeats,
+            "dataset": "synapse phantoms",
+            "img_size": args.img_size,
+        },
         "rows": rows,
     }
     write_json(args.out, result)

@@ -12,11 +12,15 @@ Configurations: ``default`` is ``params.yaml``'s ``model`` section (when the fil
 otherwise width_mult 0.25 at 224 x 224) with the batch size of its ``train`` section,
 ``paper`` is the full-width network at 224 x 224 with batch 12 (MT-UNet's recipe).
 
-Prints a table and writes ``benchmarks/results/train_speed_<device>.json`` (sorted keys) with
-the machine it ran on. Usage::
+``--compile`` runs both through ``torch.compile``; the first (warm-up) step's and volume's
+seconds, which include the compilation, are reported separately.
+
+Prints a table and merges the rows into ``benchmarks/results/train_speed_<device>.json``
+(sorted keys; rows keyed by configuration, dtype and compile, each with the settings it ran
+with) with the machine of the latest run. Usage::
 
     python benchmarks/train_speed.py --device cpu --steps 2 --warmup 1
-    python benchmarks/train_speed.py --device cuda --bf16 --steps 20 --warmup 5
+    python benchmarks/train_speed.py --device cuda --bf16 --compile --steps 20 --warmup 5
 """
 
 from __future__ import annotations
@@ -34,10 +38,11 @@ import torch
 from machine import machine_info  # benchmarks/ is the script's folder, on sys.path
 
 from mtunet.config import load_params
-from mtunet.fileio import write_json
+from mtunet.fileio import read_json, write_json
 from mtunet.inference import predict_volume, resolve_device
 from mtunet.losses import CEDiceLoss
 from mtunet.model import MTUNet, MTUNetConfig
+from mtunet.model.registry import ModelSpec
 from mtunet.training import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +60,7 @@ def configurations(params_path: Path) -> dict[str, tuple[MTUNetConfig, int]]:
     batch = 12
     if params_path.is_file():
         params = load_params(params_path)
-        model_cfg = MTUNetConfig.from_dict(params.get("model"), "model")
+        model_cfg = ModelSpec.from_params(params.get("model")).config
         batch = int(TrainConfig.from_dict(params.get("train"), "train").resolved().batch_size)
     return {
         "default": (dataclasses.replace(model_cfg, num_classes=9, in_channels=1), batch),
@@ -70,10 +75,12 @@ def time_training(
     amp: torch.dtype | None,
     steps: int,
     warmup: int,
+    compile_model: bool = False,
 ) -> dict[str, float]:
-    """Median seconds per training step and images/s."""
+    """Median seconds per training step, images/s and the first step's seconds."""
     torch.manual_seed(0)
     model = MTUNet(cfg).to(device).train()
+    runner = torch.compile(model) if compile_model else model
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-4)
     loss_fn = CEDiceLoss(cfg.num_classes)
     h, w = cfg.img_size
@@ -87,16 +94,22 @@ def time_training(
             torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
         )
         with ctx:
-            logits = model(x)
+            logits = runner(x)
         loss = loss_fn(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         _sync(device)
+        if i == 0:
+            first = time.perf_counter() - t
         if i >= warmup:
             times.append(time.perf_counter() - t)
     sec = statistics.median(times)
-    return {"train_step_seconds": sec, "train_images_per_s": batch / sec}
+    return {
+        "train_step_seconds": sec,
+        "train_images_per_s": batch / sec,
+        "train_first_step_seconds": first,
+    }
 
 
 def time_inference(
@@ -107,27 +120,39 @@ def time_inference(
     slice_size: int,
     batch: int,
     repeats: int,
+    compile_model: bool = False,
 ) -> dict[str, float]:
-    """Median seconds per volume of ``predict_volume`` and slices/s."""
+    """Median seconds per volume of ``predict_volume``, slices/s and the warm-up's seconds."""
     torch.manual_seed(0)
     model = MTUNet(cfg).to(device).eval()
+    runner: Any = torch.compile(model) if compile_model else model
     volume = np.random.default_rng(0).random((slices, slice_size, slice_size), dtype=np.float32)
-    predict_volume(model, volume[: min(2, slices)], cfg.img_size, batch, amp_dtype=amp)  # warm-up
+    # Compiled: warm up on the whole volume, so the timed runs see only compiled shapes.
+    warm = volume if compile_model else volume[: min(2, slices)]
+    t = time.perf_counter()
+    predict_volume(runner, warm, cfg.img_size, batch, amp_dtype=amp)
+    _sync(device)
+    first = time.perf_counter() - t
     times = []
     for _ in range(repeats):
         _sync(device)
         t = time.perf_counter()
-        predict_volume(model, volume, cfg.img_size, batch, amp_dtype=amp)
+        predict_volume(runner, volume, cfg.img_size, batch, amp_dtype=amp)
         _sync(device)
         times.append(time.perf_counter() - t)
     sec = statistics.median(times)
-    return {"inference_volume_seconds": sec, "inference_slices_per_s": slices / sec}
+    return {
+        "inference_volume_seconds": sec,
+        "inference_slices_per_s": slices / sec,
+        "inference_warmup_seconds": first,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA and CPU)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--configs", nargs="+", default=["default", "paper"])
     p.add_argument("--steps", type=int, default=3, help="timed training steps")
     p.add_argument("--warmup", type=int, default=1, help="untimed training steps first")
@@ -151,12 +176,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if unknown:
         p.error(f"--configs: unknown {unknown}; choose from {sorted(configs)}")
 
+    settings = {
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "inference_volume": [args.slices, args.slice_size, args.slice_size],
+        "inference_batch": args.infer_batch,
+        "repeats": args.repeats,
+        "optimizer": "adam",
+        "loss": "0.5 CE + 0.5 soft Dice",
+    }
     rows = []
     for name in args.configs:
         cfg, batch = configs[name]
         r = cfg.resolved()
         row: dict[str, Any] = {
             "config": name,
+            "compile": bool(args.compile),
             "dtype": "bfloat16" if amp is not None else "float32",
             "width_mult": cfg.width_mult,
             "img_size": list(cfg.img_size),
@@ -165,43 +200,58 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "cnn_channels": list(r.cnn_channels),
             "encoder_dims": list(r.encoder_dims),
         }
-        row.update(time_training(cfg, batch, device, amp, args.steps, args.warmup))
+        row.update(time_training(cfg, batch, device, amp, args.steps, args.warmup, args.compile))
         row.update(
             time_inference(
-                cfg, device, amp, args.slices, args.slice_size, args.infer_batch, args.repeats
+                cfg,
+                device,
+                amp,
+                args.slices,
+                args.slice_size,
+                args.infer_batch,
+                args.repeats,
+                args.compile,
             )
         )
+        row["settings"] = settings
         rows.append(row)
         print(f"done: {name}", flush=True)
 
-    header = f"{'config':<8} {'dtype':<9} {'params':>10} {'img':>8} {'batch':>5} "
-    header += f"{'train img/s':>12} {'s/step':>8} {'infer slices/s':>15}"
-    print(header)
-    for row in rows:
-        print(
-            f"{row['config']:<8} {row['dtype']:<9} {row['parameters']:>10,} "
-            f"{'x'.join(map(str, row['img_size'])):>8} {row['batch_size']:>5} "
-            f"{row['train_images_per_s']:>12.2f} {row['train_step_seconds']:>8.2f} "
-            f"{row['inference_slices_per_s']:>15.2f}"
-        )
+    print(format_table(rows))
+    out = args.out or RESULTS / f"train_speed_{device.type}.json"
+    merged = {_key(r): r for r in (read_json(out).get("rows", []) if out.is_file() else [])}
+    merged.update({_key(r): r for r in rows})
     result = {
+        "benchmark": "train_speed",
         "machine": machine_info(device),
-        "settings": {
-            "steps": args.steps,
-            "warmup": args.warmup,
-            "inference_volume": [args.slices, args.slice_size, args.slice_size],
-            "inference_batch": args.infer_batch,
-            "repeats": args.repeats,
-            "optimizer": "adam",
-            "loss": "0.5 CE + 0.5 soft Dice",
-        },
-        "rows": rows,
+        "rows": [merged[k] for k in sorted(merged)],
     }
-    suffix = device.type + ("_bf16" if amp is not None else "")
-    out = args.out or RESULTS / f"train_speed_{suffix}.json"
     write_json(out, result)
     print(f"wrote {out}")
     return result
+
+
+def _key(row: dict[str, Any]) -> tuple[str, str, bool]:
+    return (row["config"], row["dtype"], bool(row.get("compile", False)))
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Plain-text table of the measured rows (first: the compile/warm-up step's seconds)."""
+    head = (
+        f"{'config':<8} {'dtype':<9} {'compile':<7} {'params':>11} {'img':>8} {'batch':>5} "
+        f"{'train img/s':>12} {'s/step':>8} {'first (s)':>9} {'infer slices/s':>15} "
+        f"{'first (s)':>9}"
+    )
+    lines = [head]
+    for row in rows:
+        lines.append(
+            f"{row['config']:<8} {row['dtype']:<9} {row.get('compile', False)!s:<7} "
+            f"{row['parameters']:>11,} {'x'.join(map(str, row['img_size'])):>8} "
+            f"{row['batch_size']:>5} {row['train_images_per_s']:>12.2f} "
+            f"{row['train_step_seconds']:>8.3f} {row.get('train_first_step_seconds', 0):>9.1f} "
+            f"{row['inference_slices_per_s']:>15.2f} {row.get('inference_warmup_seconds', 0):>9.1f}"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mtunet.model.external_attention import external_attention
 from mtunet.model.layers import to_map, to_tokens
 
 
@@ -290,7 +291,9 @@ class MEAttention(nn.Module):
     ``q = Linear(C, coef*C)`` split into ``coef*num_heads`` heads of size C/num_heads;
     ``a = Linear(C/num_heads, memory)(q)``, softmax over the token axis, then normalised
     over the memory slots (``a / (1e-9 + sum)``); ``Linear(memory, C/num_heads)``, merge
-    heads, ``Linear(coef*C, C)``.
+    heads, ``Linear(coef*C, C)``. The middle part runs as
+    :func:`~mtunet.model.external_attention.external_attention`, whose backward is
+    written out to spare passes over the (B, N, heads, memory) scores.
     """
 
     def __init__(self, dim: int, num_heads: int, memory: int, coef: int) -> None:
@@ -307,8 +310,8 @@ class MEAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N, C) tokens -> (B, N, C) tokens."""
         b, n, _ = x.shape
-        q = self.query_liner(x).reshape(b, n, self.num_heads, -1).transpose(1, 2)
-        a = torch.softmax(self.linear_0(q), dim=-2)  # over the N tokens
-        a = a / (1e-9 + a.sum(dim=-1, keepdim=True))  # over the memory slots
-        y = self.linear_1(a).transpose(1, 2).reshape(b, n, -1)
-        return self.proj(y)
+        q = self.query_liner(x).reshape(b, n, self.num_heads, -1)  # (B, N, heads, head)
+        y = external_attention(
+            q, self.linear_0.weight, self.linear_0.bias, self.linear_1.weight, self.linear_1.bias
+        )
+        return self.proj(y.reshape(b, n, -1))

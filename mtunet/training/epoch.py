@@ -65,20 +65,16 @@ def train_epoch(
             group["lr"] = lr
         x = batch["image"].to(device, non_blocking=True, memory_format=memory_format)
         y = batch["label"].to(device, non_blocking=True)
-        autocast = (
-            torch.autocast(device_type=device.type, dtype=amp_dtype)
-            if amp_dtype is not None
-            else contextlib.nullcontext()
+        loss = optimizer_step(
+            p.forward,
+            p.criterion,
+            p.optimizer,
+            x,
+            y,
+            ce_scale=p.sampler.ce_scale(step),
+            amp_dtype=amp_dtype,
+            confusion=confusion,
         )
-        with autocast:
-            logits = p.forward(x)
-        loss = p.criterion(logits, y, ce_scale=p.sampler.ce_scale(step))
-        with torch.no_grad():
-            pairs = y.reshape(-1) * num_classes + logits.argmax(1).reshape(-1)
-            confusion += torch.bincount(pairs, minlength=num_classes * num_classes)
-        p.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        p.optimizer.step()
         progress.global_step += 1
         n_images += p.sampler.global_size(step)
         if pending is not None:
@@ -91,6 +87,56 @@ def train_epoch(
         mdist.sum_over_processes(confusion).cpu().numpy().reshape(num_classes, num_classes)
     )
     return (float(np.mean(losses)) if losses else float("nan")), n_images, confusion_np
+
+
+def optimizer_step(
+    forward: Any,
+    criterion: Any,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    ce_scale: float,
+    amp_dtype: torch.dtype | None,
+    confusion: torch.Tensor,
+) -> torch.Tensor:
+    """One training step, queued on the device without waiting for it.
+
+    Forward (under autocast when ``amp_dtype`` is set), loss, backward and optimizer step;
+    nothing here reads a device value on the host, so on a GPU the host runs ahead.
+
+    Args:
+        forward: The network, or its compiled form: (B, C_in, H, W) -> (B, K, H, W) logits.
+        criterion: The training loss, ``criterion(logits, y, ce_scale=...)``.
+        optimizer: Steps the network's parameters.
+        x: (B, C_in, H, W) float images on the device.
+        y: (B, H, W) int64 class ids in ``[0, K)`` on the device.
+        ce_scale: Weight of this process's cross-entropy share (see the batch sampler).
+        amp_dtype: Autocast dtype, or None for the parameters' dtype.
+        confusion: (K*K,) int64 counts of (ground truth, prediction) pixel pairs, flattened
+            row-major; this batch's pairs are added in place.
+
+    Returns:
+        The loss: a 0-dim float tensor on the device, not yet read.
+    """
+    num_classes = math.isqrt(confusion.numel())
+    autocast = (
+        torch.autocast(device_type=x.device.type, dtype=amp_dtype)
+        if amp_dtype is not None
+        else contextlib.nullcontext()
+    )
+    with autocast:
+        logits = forward(x)
+    loss = criterion(logits, y, ce_scale=ce_scale)
+    with torch.no_grad():
+        pairs = y.reshape(-1) * num_classes + logits.argmax(1).reshape(-1)
+        # Not bincount: it sizes its output from the largest value, which on CUDA makes
+        # the host wait for the device every step.
+        confusion.scatter_add_(0, pairs, torch.ones_like(pairs))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
 
 
 def _read_step(

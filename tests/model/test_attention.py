@@ -15,6 +15,7 @@ from mtunet.model.attention import (
     axial_attention,
     pad_windows,
 )
+from mtunet.model.external_attention import external_attention, external_attention_reference
 
 
 def loop_gaussian_axial(
@@ -196,29 +197,40 @@ def test_csattention_float64_and_bfloat16_autocast() -> None:
 
 
 def test_external_attention_normalisation() -> None:
-    """EA's attention map, as the module computes it (the input of ``linear_1``), is the
-    double normalisation: softmax over the N tokens of ``linear_0``'s logits, then an L1
-    normalisation over the memory slots, so every token's slot weights sum to 1."""
+    """EA's attention map (the input of ``linear_1``) is the double normalisation: softmax
+    over the N tokens of ``linear_0``'s logits, then an L1 normalisation over the memory
+    slots, so every token's slot weights sum to 1. Read off the plain formula, which the
+    module's fused path must equal (next tests)."""
     torch.manual_seed(0)
     ea = MEAttention(16, 4, memory=8, coef=4).double()
     assert ea.linear_0.weight.shape == (8, 4) and ea.query_liner.weight.shape == (64, 16)
-    seen: dict[str, torch.Tensor] = {}
-    hooks = [
-        ea.linear_0.register_forward_hook(lambda m, i, o: seen.__setitem__("logits", o)),
-        ea.linear_1.register_forward_hook(lambda m, i, o: seen.__setitem__("attn", i[0])),
-    ]
     b, n = 2, 10
     x = 3 * torch.randn(b, n, 16, dtype=torch.float64)  # large enough for peaked softmaxes
+    q = ea.query_liner(x).reshape(b, n, 16, 4)
+    seen: dict[str, torch.Tensor] = {}
+    real_linear = torch.nn.functional.linear
+
+    def spy(inp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None):
+        out = real_linear(inp, weight, bias)
+        seen["logits" if weight is ea.linear_0.weight else "attn"] = (
+            out if weight is ea.linear_0.weight else inp
+        )
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.nn.functional, "linear", spy)
+        ref = external_attention_reference(
+            q, ea.linear_0.weight, ea.linear_0.bias, ea.linear_1.weight, ea.linear_1.bias
+        )
     y = ea(x)
-    for h in hooks:
-        h.remove()
     assert y.shape == x.shape
+    torch.testing.assert_close(y, ea.proj(ref.reshape(b, n, -1)))
     logits, attn = seen["logits"], seen["attn"]
     assert logits.shape == attn.shape == (b, 16, n, 8)  # (B, coef*heads, N, memory)
     assert (attn >= 0).all()
     # Normalised over the memory slots: each token's weights sum to 1.
     torch.testing.assert_close(attn.sum(-1), torch.ones(b, 16, n, dtype=torch.float64))
-    # ... after a softmax over the tokens: recompute both steps from the module's logits.
+    # ... after a softmax over the tokens: recompute both steps from the logits.
     over_tokens = torch.softmax(logits, dim=-2)
     torch.testing.assert_close(over_tokens.sum(-2), torch.ones(b, 16, 8, dtype=torch.float64))
     torch.testing.assert_close(attn, over_tokens / (1e-9 + over_tokens.sum(-1, keepdim=True)))
@@ -226,13 +238,68 @@ def test_external_attention_normalisation() -> None:
     # over the slots alone (the usual attention) differs.
     assert (attn.sum(-2) - 1).abs().max() > 0.1
     assert (attn - torch.softmax(logits, dim=-1)).abs().max() > 1e-3
-    # The rest of the module is linear in that map: y = proj(merge(linear_1(attn))).
-    merged = ea.linear_1(attn).transpose(1, 2).reshape(b, n, -1)
-    torch.testing.assert_close(y, ea.proj(merged))
     # Each token's output depends on the other tokens (softmax over the token axis).
     x2 = x.clone()
     x2[:, 5:] += 1.0
     assert not torch.allclose(ea(x2)[:, :1], y[:, :1])
+
+
+def _ea_inputs(dtype: torch.dtype, b: int = 2, n: int = 10, h: int = 3, d: int = 4, m: int = 5):
+    gen = torch.Generator().manual_seed(1)
+    shapes = [(b, n, h, d), (m, d), (m,), (d, m), (d,)]
+    return [(2 * torch.randn(s, generator=gen, dtype=dtype)).requires_grad_() for s in shapes]
+
+
+def test_fused_external_attention_matches_autograd_in_float64() -> None:
+    """The hand-written backward gives autograd's gradients of the plain formula for the
+    queries and all four weights (float64: agreement to rounding), and passes gradcheck."""
+    inputs = _ea_inputs(torch.float64)
+    upstream = torch.randn(
+        2, 10, 3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2)
+    )
+    fused = external_attention(*inputs)
+    grads = torch.autograd.grad(fused, inputs, upstream)
+    ref = external_attention_reference(*inputs)
+    ref_grads = torch.autograd.grad(ref, inputs, upstream)
+    torch.testing.assert_close(fused, ref, rtol=1e-12, atol=1e-12)
+    for name, g, r in zip(("q", "w0", "b0", "w1", "b1"), grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12, msg=name)
+    # b0 is constant along the token softmax: its gradient is zero up to rounding.
+    assert grads[2].abs().max() < 1e-12
+    assert torch.autograd.gradcheck(external_attention, tuple(inputs))
+
+
+def test_fused_external_attention_float32_and_partial_gradients() -> None:
+    """In float32 the fused path agrees with the plain one to float rounding, and it
+    returns only the gradients asked for (frozen weights get none)."""
+    inputs = _ea_inputs(torch.float32, b=3, n=36, h=8, d=8, m=64)
+    torch.testing.assert_close(
+        external_attention(*inputs), external_attention_reference(*inputs), rtol=1e-5, atol=1e-6
+    )
+    q, w0, b0, w1, b1 = inputs
+    w0.requires_grad_(False)
+    b1.requires_grad_(False)
+    out = external_attention(q, w0, b0, w1, b1)
+    gq, gb0, gw1 = torch.autograd.grad(out.square().sum(), (q, b0, w1))
+    rq, _, rw1 = torch.autograd.grad(
+        external_attention_reference(q, w0, b0, w1, b1).square().sum(), (q, b0, w1)
+    )
+    # Cancellation in the softmax backward leaves single elements with a larger relative
+    # error in either path; the gradients as a whole agree to float32 rounding.
+    for g, r in ((gq, rq), (gw1, rw1)):
+        assert ((g - r).norm() / r.norm()).item() < 1e-5
+    assert gb0.abs().max() < 1e-3 * gw1.abs().max()
+
+
+def test_external_attention_takes_the_plain_path_under_autocast() -> None:
+    """Under autocast the plain formula runs (autocast picks each op's dtype), so the
+    output is bfloat16 like the rest of the network's linear layers."""
+    inputs = _ea_inputs(torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = external_attention(*inputs)
+        ref = external_attention_reference(*inputs)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
 
 
 @pytest.mark.slow
