@@ -9,7 +9,7 @@ slots) and maps them back::
     a = s / (1e-9 + sum_M s)
     y = a W1^T + b1                 (B, N, H, d)
 
-The (B, N, H, M) tensors are the largest of the whole network (at the quick size 16 times
+The (B, N, H, M) tensors are the largest of the whole network (at the quick size 16 to 32 times
 its token maps), and every elementwise pass over them is memory-bound. Left to autograd,
 the division alone costs five passes in the backward (``g / S``, ``-g``, ``* a``,
 ``/ S**2``, the sum). Because ``1 / (1e-9 + S)`` is one scalar per row it commutes with
