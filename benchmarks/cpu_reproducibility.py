@@ -39,10 +39,10 @@ AVX2_MACHINE = {
     "MKL_ENABLE_INSTRUCTIONS": "AVX2",
 }
 RUNS = {
-    "this CPU, native": ("previous", {}),
-    "AVX2 CPU, native": ("previous", AVX2_MACHINE),
-    "this CPU, portable": ("portable", {}),
-    "AVX2 CPU, portable": ("portable", AVX2_MACHINE),
+    "this CPU, native": ("fused_ea", {}),
+    "AVX2 CPU, native": ("fused_ea", AVX2_MACHINE),
+    "this CPU, portable": ("fused_ea_portable", {}),
+    "AVX2 CPU, portable": ("fused_ea_portable", AVX2_MACHINE),
 }
 
 

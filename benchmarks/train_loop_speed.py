@@ -15,7 +15,7 @@ Variants (``train`` overrides; ``previous`` is the code path before these levers
 * ``channels_last``, ``fused_optimizer``, ``portable`` (``cpu_kernels: portable``),
   ``workers`` (``num_workers: 1``: augmentation in a worker process), ``compile``, ``bf16``
   (CPU autocast), ``fused_ea`` (the hand-written external-attention backward): one lever
-  each;
+  each; ``fused_ea_portable``: that and portable kernels (the weights-across-CPUs check);
 * ``default``: the levers ``params.yaml`` turns on, and the fused external attention.
 
 Prints a table and writes ``benchmarks/results/train_loop_speed_cpu.json`` (sorted keys)
@@ -59,10 +59,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "compile": {**PREVIOUS, "compile": True},
     "bf16": {**PREVIOUS, "bf16": True},
     "fused_ea": PREVIOUS,
+    "fused_ea_portable": {**PREVIOUS, "cpu_kernels": "portable"},
     "default": {},
 }
 #: The variants that run the network's code path as it is (the others: the plain EA).
-FUSED_EA = {"fused_ea", "default"}
+FUSED_EA = {"fused_ea", "fused_ea_portable", "default"}
 
 
 def weights_digest(checkpoint: Path) -> str:
