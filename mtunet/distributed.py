@@ -134,15 +134,6 @@ class _AllReduceSum(torch.autograd.Function):
         return out
 
 
-def mean_over_processes(value: float, device: torch.device) -> float:
-    """The mean of a Python float over all processes (the value itself when alone)."""
-    if not is_initialized():
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return float(t.item()) / dist.get_world_size()
-
-
 def sum_over_processes(tensor: Tensor) -> Tensor:
     """Element-wise sum over processes of a detached tensor (a copy; identity when alone)."""
     out = tensor.detach().clone()

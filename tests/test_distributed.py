@@ -45,7 +45,8 @@ def _blocks_worker(rank: int, world: int, path: str) -> None:
         for g in grads:  # what DDP does: average the gradients
             dist.all_reduce(g)
             g /= world
-        value = mdist.mean_over_processes(float(loss.detach()), torch.device("cpu"))
+        # As the training loop reads the loss: summed on the device, divided on the host.
+        value = float(mdist.sum_over_processes(loss)) / world
         if rank == 0:
             torch.save(
                 {
