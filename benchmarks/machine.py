@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Callable, Hashable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from mtunet.fileio import read_json
 from mtunet.numerics import cpu_name
 
 
@@ -36,3 +39,21 @@ def machine_info(device: torch.device | str = "cpu", **versions: str) -> dict[st
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
     return info
+
+
+def merge_rows(
+    path: Path,
+    field: str,
+    rows: list[dict[str, Any]],
+    key: Callable[[dict[str, Any]], Hashable],
+) -> list[dict[str, Any]]:
+    """The rows of ``path``'s ``field`` (if the file exists) updated by ``rows``, sorted by key.
+
+    A new row updates the stored row of the same key field by field, so a run that measures
+    part of a row keeps the rest measured before.
+    """
+    old = read_json(path).get(field, []) if path.is_file() else []
+    merged = {key(r): r for r in old}
+    for r in rows:
+        merged[key(r)] = {**merged.get(key(r), {}), **r}
+    return [merged[k] for k in sorted(merged)]

@@ -30,10 +30,10 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import machine_info
+from machine import machine_info, merge_rows
 from naive_mtunet import build_naive_mtunet
 
-from mtunet.fileio import read_json, write_json
+from mtunet.fileio import write_json
 from mtunet.model import MTUNet, MTUNetConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -220,15 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(rows))
 
     out = args.out or RESULTS / f"model_speed_{device.type}.json"
-    merged = {_key(r): r for r in (read_json(out).get("results", []) if out.is_file() else [])}
-    for r in rows:  # a forward-only run keeps the training figures measured before
-        merged[_key(r)] = {**merged.get(_key(r), {}), **r}
     write_json(
         out,
         {
             "benchmark": "model_speed",
             "machine": machine_info(device),
-            "results": [merged[k] for k in sorted(merged)],
+            # A forward-only run keeps the training figures measured before.
+            "results": merge_rows(out, "results", rows, _key),
         },
     )
     print(f"wrote {out}")

@@ -1,7 +1,8 @@
 """Training and inference speed of MT-UNet for the study's default and the paper's config.
 
-* Training: images/s of the training step ``mtunet.training`` runs (forward, 0.5 CE + 0.5 soft
-  Dice, backward, optimizer step; Adam as the ``mtunet`` preset), on random batches of the
+* Training: images/s of ``mtunet.training.epoch.optimizer_step``, the step training runs
+  (forward, 0.5 CE + 0.5 soft Dice, per-class pixel counts, backward, optimizer step; Adam as
+  the ``mtunet`` preset), on random batches of the
   training input size, after warm-up steps. Data loading is not included (it runs in
   DataLoader workers in parallel with the step).
 * Inference: slices/s of ``mtunet.inference.predict_volume`` on a random volume of
@@ -26,7 +27,6 @@ with) with the machine of the latest run. Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import statistics
 import time
@@ -35,15 +35,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from machine import machine_info  # benchmarks/ is the script's folder, on sys.path
+from machine import machine_info, merge_rows  # benchmarks/ is the script's folder, on sys.path
 
 from mtunet.config import load_params
-from mtunet.fileio import read_json, write_json
+from mtunet.fileio import write_json
 from mtunet.inference import predict_volume, resolve_device
 from mtunet.losses import CEDiceLoss
 from mtunet.model import MTUNet, MTUNetConfig
 from mtunet.model.registry import ModelSpec
 from mtunet.training import TrainConfig
+from mtunet.training.epoch import optimizer_step
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -86,19 +87,14 @@ def time_training(
     h, w = cfg.img_size
     x = torch.rand(batch, cfg.in_channels, h, w, device=device)
     y = torch.randint(0, cfg.num_classes, (batch, h, w), device=device)
+    confusion = torch.zeros(cfg.num_classes**2, dtype=torch.int64, device=device)
     times = []
     for i in range(warmup + steps):
         _sync(device)
         t = time.perf_counter()
-        ctx = (
-            torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
+        optimizer_step(
+            runner, loss_fn, optimizer, x, y, ce_scale=1.0, amp_dtype=amp, confusion=confusion
         )
-        with ctx:
-            logits = runner(x)
-        loss = loss_fn(logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
         _sync(device)
         if i == 0:
             first = time.perf_counter() - t
@@ -219,12 +215,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     print(format_table(rows))
     out = args.out or RESULTS / f"train_speed_{device.type}.json"
-    merged = {_key(r): r for r in (read_json(out).get("rows", []) if out.is_file() else [])}
-    merged.update({_key(r): r for r in rows})
     result = {
         "benchmark": "train_speed",
         "machine": machine_info(device),
-        "rows": [merged[k] for k in sorted(merged)],
+        "rows": merge_rows(out, "rows", rows, _key),
     }
     write_json(out, result)
     print(f"wrote {out}")
