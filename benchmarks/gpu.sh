@@ -2,7 +2,7 @@
 # Every GPU figure in the README, in one run on a CUDA machine: the CUDA tests, then
 # model_speed.py and train_speed.py in float32 and bfloat16, eager, and the compiled
 # training step. Each benchmark has its own time limit, so a slow compilation costs only its
-# own rows. About 7 minutes on an H200 (COMPILE_TRAIN_SPEED=1 adds up to 13 more).
+# own rows. About 7 minutes on an H200 (COMPILE_TRAIN_SPEED=1 adds about 7 more).
 #
 #   OUT=benchmarks/results bash benchmarks/gpu.sh
 set -u
@@ -28,7 +28,8 @@ step() { echo "== $*"; timeout "$@" || echo "== exit $? (timeout 124)"; }
   step 200 $py $ms --dtype float32
   step 200 $py $ms --dtype bfloat16
   # train_speed.py compiles three graphs per configuration (training forward and backward,
-  # inference): more than 90 s each on the H200, so only on request.
+  # inference): about 3.5 minutes per run on the H200 (127 s and 64 s of compilation in
+  # float32, gpu_log_compile.txt), so only on request.
   if [ "${COMPILE_TRAIN_SPEED:-0}" = 1 ]; then
     step 400 $py $ts --compile --configs paper
     step 400 $py $ts --compile --configs paper --bf16

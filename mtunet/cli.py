@@ -40,7 +40,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("dataset", choices=stages.DATASETS)
         if name in ("train", "evaluate"):
             p.add_argument(
-                "variant", nargs="?", default=None,
+                "variant",
+                nargs="?",
+                default=None,
                 help="a model of study.models or an ablation (default: the first model)",
             )
             p.add_argument("seed", nargs="?", default=None, help="default: study.seeds[0]")

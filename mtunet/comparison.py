@@ -115,7 +115,10 @@ def describe_scores(
 
 
 def compare_to_reference(
-    scores: pd.DataFrame, variants: Sequence[str], reference: str, study: StudyConfig,
+    scores: pd.DataFrame,
+    variants: Sequence[str],
+    reference: str,
+    study: StudyConfig,
     scale: float,
 ) -> list[dict[str, Any]]:
     """Each variant against ``reference``, paired on the seed-averaged case scores.
@@ -221,7 +224,10 @@ def _interval_entry(stats: dict[str, Any]) -> dict[str, Any]:
 
 
 def metrics_file(
-    comparison: dict[str, Any], study: StudyConfig, dataset: str, root: Path,
+    comparison: dict[str, Any],
+    study: StudyConfig,
+    dataset: str,
+    root: Path,
     threshold_baseline: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """``metrics/<ds>.json``: the reference model's summary, then every variant's intervals."""
@@ -252,8 +258,13 @@ def metrics_file(
 
 
 def run_comparison(
-    study: StudyConfig, dataset: str, root: Path, out_dir: Path, metrics_path: Path,
-    threshold_baseline: dict[str, Any] | None, dataset_info: dict[str, Any] | None = None,
+    study: StudyConfig,
+    dataset: str,
+    root: Path,
+    out_dir: Path,
+    metrics_path: Path,
+    threshold_baseline: dict[str, Any] | None,
+    dataset_info: dict[str, Any] | None = None,
     nsd_tolerance: float | None = None,
 ) -> dict[str, Any]:
     """Write ``out_dir/comparison.json``, ``out_dir/per_case.csv`` and ``metrics_path``.

@@ -63,9 +63,7 @@ class EvalConfig:
     nsd_tolerance: float = 2.0
 
     def __post_init__(self) -> None:
-        check(
-            self.nsd_tolerance >= 0, "nsd_tolerance", f"must be >= 0, got {self.nsd_tolerance}"
-        )
+        check(self.nsd_tolerance >= 0, "nsd_tolerance", f"must be >= 0, got {self.nsd_tolerance}")
         check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         check(
             self.empty_policy in ("published", "nan"),
@@ -307,8 +305,16 @@ def evaluate(
             written.add(target.name)
 
     columns = [
-        "case", "class_id", "class_name", "dice", "hd95", "hd95_mm", "hd95_monai",
-        "hd95_monai_mm", "nsd", "convention",
+        "case",
+        "class_id",
+        "class_name",
+        "dice",
+        "hd95",
+        "hd95_mm",
+        "hd95_monai",
+        "hd95_monai_mm",
+        "nsd",
+        "convention",
     ]
     per_case = pd.DataFrame(rows, columns=columns)
     for col in ("hd95_mm", "hd95_monai_mm"):

@@ -181,7 +181,13 @@ def run_compare(params: dict[str, Any], dataset: str, root: Path = Path(".")) ->
     baseline = threshold_baseline(manifest, cfg.split)
     info = {"splits": dict(manifest.splits), "class_names": list(manifest.class_names)}
     return run_comparison(
-        study, dataset, root, paths.compare_dir, paths.metrics, baseline, info,
+        study,
+        dataset,
+        root,
+        paths.compare_dir,
+        paths.metrics,
+        baseline,
+        info,
         nsd_tolerance=cfg.nsd_tolerance,
     )
 

@@ -207,4 +207,3 @@ def describe(variant: str, study: StudyConfig) -> str:
         return variant
     changes = ", ".join(f"{k}={v}" for k, v in sorted(study.ablations[variant].items()))
     return f"{variant} ({changes})"
-

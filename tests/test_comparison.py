@@ -28,10 +28,22 @@ def _fake_study(root: Path, study: StudyConfig, offsets: dict[str, float]) -> di
         rows = []
         for i, case in enumerate(CASES):
             for cid, name in enumerate(CLASSES):
-                d = base[i, cid] + offsets[run.variant] + 0.01 * k + 0.002 * i * (run.variant == "unet")
+                d = (
+                    base[i, cid]
+                    + offsets[run.variant]
+                    + 0.01 * k
+                    + 0.002 * i * (run.variant == "unet")
+                )
                 rows.append(
-                    {"case": case, "class_id": cid, "class_name": name, "dice": d,
-                     "hd95": 10 * (1 - d), "hd95_mm": 20 * (1 - d), "convention": "both"}
+                    {
+                        "case": case,
+                        "class_id": cid,
+                        "class_name": name,
+                        "dice": d,
+                        "hd95": 10 * (1 - d),
+                        "hd95_mm": 20 * (1 - d),
+                        "convention": "both",
+                    }
                 )
         df = pd.DataFrame(rows)
         run.eval_dir.mkdir(parents=True, exist_ok=True)
@@ -43,8 +55,11 @@ def _fake_study(root: Path, study: StudyConfig, offsets: dict[str, float]) -> di
             "hd95_mm": fg.groupby("class_name").hd95_mm.mean().mean(),
             "n_cases": len(CASES),
             "per_class": {
-                c: {"dsc": fg[fg.class_name == c].dice.mean() * 100,
-                    "hd95": fg[fg.class_name == c].hd95.mean(), "hd95_mm": None}
+                c: {
+                    "dsc": fg[fg.class_name == c].dice.mean() * 100,
+                    "hd95": fg[fg.class_name == c].hd95.mean(),
+                    "hd95_mm": None,
+                }
                 for c in CLASSES[1:]
             },
         }
@@ -57,8 +72,12 @@ def _fake_study(root: Path, study: StudyConfig, offsets: dict[str, float]) -> di
 @pytest.fixture
 def study() -> StudyConfig:
     return StudyConfig.from_dict(
-        {"models": ["mtunet", "unet"], "seeds": [7, 9], "ablations": {"win_size_2": {"win_size": 2}},
-         "n_bootstrap": 2000}
+        {
+            "models": ["mtunet", "unet"],
+            "seeds": [7, 9],
+            "ablations": {"win_size_2": {"win_size": 2}},
+            "n_bootstrap": 2000,
+        }
     )
 
 
@@ -106,8 +125,13 @@ def test_metrics_file_keeps_the_reference_summary(tmp_path: Path, study: StudyCo
     _fake_study(tmp_path, study, {"mtunet": 0.1, "unet": 0.0, "win_size_2": 0.05})
     metrics = tmp_path / "metrics" / "synapse.json"
     run_comparison(
-        study, "synapse", tmp_path, tmp_path / "compare" / "synapse", metrics,
-        {"dsc": 12.0}, {"splits": {"test": CASES}},
+        study,
+        "synapse",
+        tmp_path,
+        tmp_path / "compare" / "synapse",
+        metrics,
+        {"dsc": 12.0},
+        {"splits": {"test": CASES}},
     )
     m = json.loads(metrics.read_text())
     runs = [json.loads(r.metrics.read_text()) for r in study_runs(study, "synapse", tmp_path)[:2]]

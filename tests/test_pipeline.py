@@ -33,7 +33,9 @@ def _tiny_params(params: dict) -> dict:
     params["model"].update(img_size=48, width_mult=0.125)
     params["train"].update(epochs=2)
     params["study"].update(
-        models=["mtunet", "unet"], seeds=[1], ablations={"win_size_2": {"win_size": 2}},
+        models=["mtunet", "unet"],
+        seeds=[1],
+        ablations={"win_size_2": {"win_size": 2}},
         n_bootstrap=200,
     )
     return params
@@ -186,9 +188,14 @@ def test_dvc_study_end_to_end(tmp_path: Path) -> None:
     ran = set(re.findall(r"Running stage '([^']+)'", out))
     new_runs = {
         f"{stage}@{ds}-{variant}-2"
-        for stage, variant in [("train", "mtunet"), ("train", "unet"),
-                               ("train_ablation", "win_size_2"), ("evaluate", "mtunet"),
-                               ("evaluate", "unet"), ("evaluate_ablation", "win_size_2")]
+        for stage, variant in [
+            ("train", "mtunet"),
+            ("train", "unet"),
+            ("train_ablation", "win_size_2"),
+            ("evaluate", "mtunet"),
+            ("evaluate", "unet"),
+            ("evaluate_ablation", "win_size_2"),
+        ]
         for ds in ("synapse", "acdc")
     }
     assert ran == new_runs | {"compare@synapse", "compare@acdc", "report"}

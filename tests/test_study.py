@@ -18,11 +18,20 @@ def test_defaults_and_reference() -> None:
 
 def test_runs_cover_every_variant_and_seed_with_distinct_paths() -> None:
     study = StudyConfig.from_dict(
-        {"models": ["mtunet", "unet"], "seeds": [3, 5], "ablations": {"win_size_2": {"win_size": 2}}}
+        {
+            "models": ["mtunet", "unet"],
+            "seeds": [3, 5],
+            "ablations": {"win_size_2": {"win_size": 2}},
+        }
     )
     runs = study_runs(study, "acdc", Path("/r"))
     assert [(r.variant, r.seed) for r in runs] == [
-        ("mtunet", 3), ("mtunet", 5), ("unet", 3), ("unet", 5), ("win_size_2", 3), ("win_size_2", 5)
+        ("mtunet", 3),
+        ("mtunet", 5),
+        ("unet", 3),
+        ("unet", 5),
+        ("win_size_2", 3),
+        ("win_size_2", 5),
     ]
     assert len({r.checkpoint for r in runs}) == len({r.eval_dir for r in runs}) == 6
     run = RunPaths("acdc", "unet", 5, Path("/r"))
@@ -75,7 +84,8 @@ def test_kind_and_seed_errors() -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["params.yaml", "configs/paper.yaml", "configs/release.yaml", "configs/ablation_cpu.yaml"]
+    "path",
+    ["params.yaml", "configs/paper.yaml", "configs/release.yaml", "configs/ablation_cpu.yaml"],
 )
 def test_shipped_configurations_are_valid(path: str) -> None:
     """Every params file the README tells users to copy builds every run it declares."""

@@ -75,6 +75,19 @@ def test_presets_and_overrides() -> None:
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
 
 
+def test_make_optimizer_follows_the_resolved_config() -> None:
+    from mtunet.training.build import make_optimizer
+
+    net = torch.nn.Linear(3, 2)
+    adam = make_optimizer(TrainConfig(fused_optimizer=True).resolved(), net)
+    assert isinstance(adam, torch.optim.Adam)
+    assert adam.defaults["fused"] and adam.defaults["lr"] == 1e-4
+    assert adam.defaults["weight_decay"] == 1e-4
+    sgd = make_optimizer(TrainConfig(preset="transunet").resolved(), net)
+    assert isinstance(sgd, torch.optim.SGD) and not sgd.defaults.get("fused")
+    assert (sgd.defaults["lr"], sgd.defaults["momentum"]) == (0.01, 0.9)
+
+
 @pytest.mark.parametrize(
     ("values", "field"),
     [
@@ -173,9 +186,7 @@ def _interrupt_at_call(monkeypatch: pytest.MonkeyPatch, n: int, exc: Exception) 
     original = mtunet.losses.CEDiceLoss.forward
     calls = {"n": 0}
 
-    def forward(
-        self: Any, logits: torch.Tensor, target: torch.Tensor, **kw: Any
-    ) -> torch.Tensor:
+    def forward(self: Any, logits: torch.Tensor, target: torch.Tensor, **kw: Any) -> torch.Tensor:
         calls["n"] += 1
         if calls["n"] == n:
             if isinstance(exc, FloatingPointError):
@@ -294,9 +305,7 @@ def test_one_slice_last_batch_is_refused_up_front(tmp_path: Path) -> None:
         train(quick(epochs=1), MODEL, manifest, tmp_path / "run", None)
     assert not (tmp_path / "run" / "last.pt").exists()
     # A larger input leaves the deepest BatchNorm more than one value: the same data trains.
-    res = train(
-        quick(epochs=1, img_size=[64, 64]), MODEL, manifest, tmp_path / "run64", None
-    )
+    res = train(quick(epochs=1, img_size=[64, 64]), MODEL, manifest, tmp_path / "run64", None)
     assert res["steps_per_epoch"] == 2 and res["history"][0]["loss"] > 0
 
 

@@ -90,8 +90,12 @@ def test_resume_refuses_a_checkpoint_of_another_model(tmp_path: Path) -> None:
     from mtunet.training.state import config_differences
 
     expected = {
-        "train_config": {}, "model_config": {}, "data": {}, "world_size": 1,
-        "model_name": "unet", "model_kwargs": {},
+        "train_config": {},
+        "model_config": {},
+        "data": {},
+        "world_size": 1,
+        "model_name": "unet",
+        "model_kwargs": {},
     }
     old = {"train_config": {}, "model_config": {}, "data": {}, "world_size": 1}
     assert config_differences(old, expected) == ["model_name: 'mtunet' -> 'unet'"]

@@ -106,7 +106,7 @@ def build(spec: RunSpec) -> tuple[Components, dict[str, Any] | None]:
             device_ids=[device.index] if device.type == "cuda" else None,
             static_graph=True,
         )
-    optimizer = _optimizer(cfg, model)
+    optimizer = make_optimizer(cfg, model)
     # The forward the loop calls; checkpoints always come from the plain module.
     forward = torch.compile(wrapped) if cfg.compile else wrapped
     criterion = CEDiceLoss(
@@ -149,7 +149,8 @@ def build(spec: RunSpec) -> tuple[Components, dict[str, Any] | None]:
     return parts, resume_ckpt
 
 
-def _optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """The optimizer ``cfg`` names (Adam or SGD, fused when ``cfg.fused_optimizer``)."""
     fused = {"fused": True} if cfg.fused_optimizer else {}
     if cfg.optimizer == "adam":
         return torch.optim.Adam(

@@ -89,5 +89,3 @@ def test_phantoms_preprocess_and_baseline_is_beatable(tmp_path: Path, name: str)
         base = threshold_baseline_dice(tmp_path / "out", rule=rule)
         assert 0.0 <= base["dsc"] < 50.0  # intensity alone is far from enough
         assert len(base["per_class"]) == m["num_classes"] - 1
-
-

@@ -115,7 +115,9 @@ def test_user_factory_errors_name_model_name_and_cause(user_module: str) -> None
         ModelSpec(f"{user_module}:wrong_shape").with_data(1, 3).build()
     with pytest.raises(ValueError, match=r"model\.name.*RuntimeError: no GPU here"):
         ModelSpec(f"{user_module}:raises").build()
-    with pytest.raises(ValueError, match=r"model\.name: cannot import module 'nowhere_pkg.mod'.*No module named"):
+    with pytest.raises(
+        ValueError, match=r"model\.name: cannot import module 'nowhere_pkg.mod'.*No module named"
+    ):
         ModelSpec("nowhere_pkg.mod:build").build()
     with pytest.raises(ValueError, match=r"has no callable 'missing'"):
         ModelSpec(f"{user_module}:missing").build()
