@@ -22,13 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from mtunet.data.common import (
-    Manifest,
-    load_manifest,
-    read_slice,
-    read_volume,
-    slice_case_name,
-)
+from mtunet.data.common import read_slice, read_volume, slice_case_name
+from mtunet.data.manifest import Manifest, load_manifest
 
 RULES = ("map", "balanced")
 

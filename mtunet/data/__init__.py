@@ -22,16 +22,9 @@ from typing import Any
 
 from mtunet.config import from_dict_for
 from mtunet.data.acdc import AcdcConfig, preprocess_acdc
-from mtunet.data.common import (
-    ACDC_CLASSES,
-    SYNAPSE_CLASSES,
-    Manifest,
-    load_manifest,
-    normalize,
-    read_slice,
-    read_volume,
-)
+from mtunet.data.common import ACDC_CLASSES, SYNAPSE_CLASSES, normalize, read_slice, read_volume
 from mtunet.data.datasets import SliceDataset, VolumeDataset
+from mtunet.data.manifest import Manifest, load_manifest
 from mtunet.data.synapse import SynapseConfig, preprocess_synapse
 
 DATASETS = ("synapse", "acdc")

@@ -38,19 +38,21 @@ from mtunet.config import check, from_dict, to_dict
 from mtunet.data import nifti
 from mtunet.data.common import (
     ACDC_CLASSES,
-    SplitStats,
     check_image,
     check_labels,
     check_same_shape,
-    empty_split,
     normalize,
+    write_h5,
+    write_npz,
+)
+from mtunet.data.manifest import (
+    SplitStats,
+    empty_split,
     prepare_out_dir,
     rel,
     remove_stale,
-    write_h5,
     write_list,
     write_manifest,
-    write_npz,
 )
 
 #: MT-UNet's validation and test patients (the other 70 of 001-100 train).

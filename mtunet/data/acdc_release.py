@@ -27,20 +27,22 @@ import numpy as np
 from mtunet.data.acdc import ACDC_MAX_ID, AcdcConfig
 from mtunet.data.common import (
     ACDC_CLASSES,
-    SplitStats,
-    add_slice_stats,
     check_image,
     check_labels,
-    empty_split,
-    prepare_out_dir,
-    read_list,
     read_slice,
     read_volume,
-    rel,
-    remove_stale,
     slice_case_name,
     volume_case_name,
     write_h5,
+)
+from mtunet.data.manifest import (
+    SplitStats,
+    add_slice_stats,
+    empty_split,
+    prepare_out_dir,
+    read_list,
+    rel,
+    remove_stale,
     write_manifest,
 )
 

@@ -45,19 +45,21 @@ from mtunet.data.acdc import ACDC_MAX_ID, AcdcConfig, patient_name
 from mtunet.data.acdc_release import stack_slices
 from mtunet.data.common import (
     ACDC_CLASSES,
-    SplitStats,
-    add_slice_stats,
     check_image,
     check_labels,
+    read_slice,
+    read_volume,
+    write_npz,
+)
+from mtunet.data.manifest import (
+    SplitStats,
+    add_slice_stats,
     empty_split,
     prepare_out_dir,
     read_list,
-    read_slice,
-    read_volume,
     rel,
     remove_stale,
     write_manifest,
-    write_npz,
 )
 
 LIST_FILES = ("train_slices.list", "train.list", "val.list", "test.list")

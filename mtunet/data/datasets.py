@@ -10,14 +10,13 @@ import torch
 from torch.utils.data import Dataset
 
 from mtunet.data.common import (
-    Manifest,
     check_labels,
-    load_manifest,
     read_slice,
     read_volume,
     slice_case_name,
     volume_case_name,
 )
+from mtunet.data.manifest import Manifest, load_manifest
 from mtunet.data.transforms import augment as augment_slice
 from mtunet.data.transforms import resize, sample_rng
 

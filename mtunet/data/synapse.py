@@ -39,25 +39,27 @@ from mtunet.config import check, from_dict, to_dict
 from mtunet.data import nifti
 from mtunet.data.common import (
     SYNAPSE_CLASSES,
-    SplitStats,
-    add_slice_stats,
     check_image,
     check_labels,
     check_same_shape,
-    empty_split,
     normalize,
-    prepare_out_dir,
-    read_list,
     read_slice,
     read_volume,
-    rel,
-    remove_stale,
     slice_case_name,
     volume_case_name,
     write_h5,
+    write_npz,
+)
+from mtunet.data.manifest import (
+    SplitStats,
+    add_slice_stats,
+    empty_split,
+    prepare_out_dir,
+    read_list,
+    rel,
+    remove_stale,
     write_list,
     write_manifest,
-    write_npz,
 )
 
 #: The published 18 training and 12 test cases (TransUNet and successors).
