@@ -14,10 +14,12 @@ fresh process, the variants alternated over ``--repeats`` rounds:
 * ``current``: the same step as the quick default trains it: ``params.yaml``'s ``train``
   levers (``channels_last``, ``fused_optimizer``, ``cpu_kernels``) applied the way
   training applies them;
+* ``current_native``: ``current`` on the native kernels (what the portable ones cost);
 * ``current_bf16``: ``current`` with ``bf16: true`` (CPU autocast) on the native kernels,
-  the opt-in lever that gives up the same bits on other CPUs.
+  the opt-in lever that gives up the same bits on other CPUs; ``current_bf16_portable``:
+  the same on the portable kernels.
 
-All three time the same thing: median seconds per step over ``--steps`` steps after
+All variants time the same thing: median seconds per step over ``--steps`` steps after
 ``--warmup`` untimed ones, on one random batch (``torch.rand`` images, ``randint`` labels,
 seed 0) at the network of ``params.yaml``'s ``model`` section with ``img_size`` set to
 ``--img-size``; data loading is not included. Prints a table and writes
@@ -49,11 +51,17 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 #: The code the 1.5x target was set against (the quick default when the target was filed).
 BASELINE_COMMIT = "55a7fd2"
-VARIANTS = ("baseline", "current_plain", "current", "current_bf16")
 #: The train levers ``current_plain`` turns off.
 PLAIN = {"channels_last": False, "fused_optimizer": False, "cpu_kernels": "native"}
-#: ``current_bf16``'s overrides: CPU autocast needs the native kernels (AVX512-BF16 here).
-BF16 = {"bf16": True, "cpu_kernels": "native"}
+#: Each variant of this checkout: its overrides of ``params.yaml``'s ``train`` section.
+CURRENT: dict[str, dict[str, Any]] = {
+    "current_plain": PLAIN,
+    "current": {},
+    "current_native": {"cpu_kernels": "native"},
+    "current_bf16": {"bf16": True, "cpu_kernels": "native"},
+    "current_bf16_portable": {"bf16": True, "cpu_kernels": "portable"},
+}
+VARIANTS = ("baseline", *CURRENT)
 
 
 def _current(variant: str, img_size: int, steps: int, warmup: int) -> dict[str, Any]:
@@ -62,8 +70,7 @@ def _current(variant: str, img_size: int, steps: int, warmup: int) -> dict[str, 
     from mtunet.numerics import pin_cpu_kernels
 
     params = load_params(ROOT / "params.yaml")
-    overrides = {"current_plain": PLAIN, "current_bf16": BF16}.get(variant, {})
-    train = dict(params["train"], **overrides)
+    train = dict(params["train"], **CURRENT[variant])
     # Before any arithmetic, as the training stage does.
     kernels = pin_cpu_kernels(train.get("cpu_kernels", "native"))
 
@@ -104,7 +111,7 @@ def _current(variant: str, img_size: int, steps: int, warmup: int) -> dict[str, 
         "train_step_seconds": sec,
         "train_images_per_s": batch / sec,
         "aten": kernels["aten"],
-        "train": {k: getattr(cfg, k) for k in sorted({*PLAIN, *BF16})},
+        "train": {k: getattr(cfg, k) for k in ("bf16", *PLAIN)},
     }
 
 
@@ -168,7 +175,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--repeats", type=int, default=3, help="rounds over the variants")
     p.add_argument("--out", type=Path, default=RESULTS / "train_speed_vs_commit_cpu.json")
-    p.add_argument("--child", choices=VARIANTS[1:], default=None, help=argparse.SUPPRESS)
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    p.add_argument("--child", choices=list(CURRENT), default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child is not None:
         print(json.dumps(_current(args.child, args.img_size, args.steps, args.warmup)))
@@ -180,12 +188,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from mtunet.fileio import write_json
 
-    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
+    if "baseline" not in args.variants:
+        p.error("--variants: must include baseline, the reference of every ratio")
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in args.variants}
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp)
         sha = _extract(args.commit, tree)
         for r in range(args.repeats):
-            for v in VARIANTS:
+            for v in args.variants:
                 if v == "baseline":
                     run = _baseline(tree, args.img_size, args.steps, args.warmup)
                 else:
@@ -209,11 +219,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "train": xs[0]["train"],
             }
         )
-    print(f"{'variant':<14} {'img/s':>8} {'vs baseline':>12}  per round")
+    print(f"{'variant':<22} {'img/s':>8} {'vs baseline':>12}  per round")
     for row in rows:
         rounds = " ".join(f"{x:.2f}" for x in row["per_round_images_per_s"])
         print(
-            f"{row['variant']:<14} {row['train_images_per_s']:>8.2f} "
+            f"{row['variant']:<22} {row['train_images_per_s']:>8.2f} "
             f"{row['speedup_vs_baseline']:>11.2f}x  {rounds}"
         )
     result = {
