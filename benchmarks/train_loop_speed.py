@@ -16,7 +16,11 @@ Variants (``train`` overrides; ``previous`` is the code path before these levers
   ``workers`` (``num_workers: 1``: augmentation in a worker process), ``compile``, ``bf16``
   (CPU autocast), ``fused_ea`` (the hand-written external-attention backward): one lever
   each; ``fused_ea_portable``: that and portable kernels (the weights-across-CPUs check);
-* ``default``: the levers ``params.yaml`` turns on, and the fused external attention.
+* ``default``: the levers ``params.yaml`` turns on, and the fused external attention;
+* thread settings on top of ``default``, as OpenMP reads them from the environment:
+  ``one_thread`` (``OMP_NUM_THREADS=1``), ``omp_active`` (``OMP_WAIT_POLICY=ACTIVE``: idle
+  threads spin instead of sleeping between parallel regions), ``omp_bind``
+  (``OMP_PROC_BIND=close``, ``OMP_PLACES=cores``: each thread pinned to a core).
 
 Prints a table and writes ``benchmarks/results/train_loop_speed_cpu.json`` (sorted keys)
 with the machine it ran on. Usage::
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -61,9 +66,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fused_ea": PREVIOUS,
     "fused_ea_portable": {**PREVIOUS, "cpu_kernels": "portable"},
     "default": {},
+    "one_thread": {},
+    "omp_active": {},
+    "omp_bind": {},
+}
+#: Thread settings, as the environment of a variant's process (on top of ``default``).
+THREAD_ENV: dict[str, dict[str, str]] = {
+    "one_thread": {"OMP_NUM_THREADS": "1"},
+    "omp_active": {"OMP_WAIT_POLICY": "ACTIVE"},
+    "omp_bind": {"OMP_PROC_BIND": "close", "OMP_PLACES": "cores"},
 }
 #: The variants that run the network's code path as it is (the others: the plain EA).
-FUSED_EA = {"fused_ea", "fused_ea_portable", "default"}
+FUSED_EA = {"fused_ea", "fused_ea_portable", "default", *THREAD_ENV}
 
 
 def weights_digest(checkpoint: Path) -> str:
@@ -156,7 +170,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for v in args.variants:
                 cmd = [sys.executable, __file__, "--child", v, "--data", str(data)]
                 cmd += ["--epochs", str(args.epochs), "--img-size", str(args.img_size)]
-                done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+                env = {**os.environ, **THREAD_ENV.get(v, {})}
+                done = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
                 runs[v].append(json.loads(done.stdout.strip().splitlines()[-1]))
                 print(f"round {r + 1}: {v} {runs[v][-1]['images_per_s']:.2f} img/s", flush=True)
     base = (
@@ -171,6 +186,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             {
                 "variant": v,
                 "train": VARIANTS[v],
+                "env": THREAD_ENV.get(v, {}),
                 "images_per_s": ips,
                 "speedup_vs_previous": ips / base if base else None,
                 "first_epoch_s": statistics.median(x["first_epoch_s"] for x in xs),
