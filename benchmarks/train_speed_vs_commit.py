@@ -145,13 +145,18 @@ def _env(tree: Path) -> dict[str, str]:
 
 def _extract(commit: str, dest: Path) -> str:
     """Write ``commit``'s tree into ``dest`` and check its package is the one imported."""
-    sha = subprocess.run(
-        ["git", "rev-parse", "--verify", f"{commit}^{{commit}}"],
+    found = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}"],
         cwd=ROOT,
-        check=True,
         capture_output=True,
         text=True,
-    ).stdout.strip()
+    )
+    if found.returncode != 0:
+        raise SystemExit(
+            f"--commit {commit}: not a commit of {ROOT}'s history "
+            "(a shallow clone? `git fetch --unshallow` brings the history)"
+        )
+    sha = found.stdout.strip()
     archive = subprocess.run(["git", "archive", sha], cwd=ROOT, check=True, capture_output=True)
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
     where = subprocess.run(
