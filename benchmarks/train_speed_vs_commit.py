@@ -19,7 +19,8 @@ fresh process, the variants alternated over ``--repeats`` rounds:
   the opt-in lever that gives up the same bits on other CPUs; ``current_bf16_portable``:
   the same on the portable kernels.
 
-All variants time the same thing: median seconds per step over ``--steps`` steps after
+All variants time the same thing (this checkout's through ``train_speed.time_training``):
+median seconds per step over ``--steps`` steps after
 ``--warmup`` untimed ones, on one random batch (``torch.rand`` images, ``randint`` labels,
 seed 0) at the network of ``params.yaml``'s ``model`` section with ``img_size`` set to
 ``--img-size``; data loading is not included. Prints a table and writes
@@ -39,7 +40,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -75,41 +75,27 @@ def _current(variant: str, img_size: int, steps: int, warmup: int) -> dict[str, 
     kernels = pin_cpu_kernels(train.get("cpu_kernels", "native"))
 
     import torch
+    from train_speed import configurations, time_training
 
-    from mtunet.losses import CEDiceLoss
-    from mtunet.model import MTUNet
-    from mtunet.model.registry import ModelSpec
     from mtunet.training import TrainConfig
     from mtunet.training.build import make_optimizer
-    from mtunet.training.epoch import optimizer_step
 
     cfg = TrainConfig.from_dict(train).resolved()
-    model_cfg = ModelSpec.from_params(dict(params["model"], img_size=img_size)).config
-    # As both train_speed.py scripts build their "default": Synapse's classes, one channel.
-    model_cfg = dataclasses.replace(model_cfg, num_classes=9, in_channels=1)
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    torch.manual_seed(0)
-    model = MTUNet(model_cfg).train().to(memory_format=memory_format)
-    optimizer = make_optimizer(cfg, model)
-    criterion = CEDiceLoss(model_cfg.num_classes)
-    batch = int(cfg.batch_size)  # type: ignore[arg-type]
-    x = torch.rand(batch, model_cfg.in_channels, img_size, img_size)
-    x = x.contiguous(memory_format=memory_format)
-    y = torch.randint(0, model_cfg.num_classes, (batch, img_size, img_size))
-    confusion = torch.zeros(model_cfg.num_classes**2, dtype=torch.int64)
-    amp = torch.bfloat16 if cfg.bf16 else None
-    times = []
-    for i in range(warmup + steps):
-        t = time.perf_counter()
-        optimizer_step(
-            model, criterion, optimizer, x, y, ce_scale=1.0, amp_dtype=amp, confusion=confusion
-        )
-        if i >= warmup:
-            times.append(time.perf_counter() - t)
-    sec = statistics.median(times)
+    model_cfg, batch = configurations(ROOT / "params.yaml")["default"]
+    model_cfg = dataclasses.replace(model_cfg, img_size=(img_size, img_size))
+    timing = time_training(
+        model_cfg,
+        batch,
+        torch.device("cpu"),
+        torch.bfloat16 if cfg.bf16 else None,
+        steps,
+        warmup,
+        memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format,
+        make_optimizer=lambda model: make_optimizer(cfg, model),
+    )
     return {
-        "train_step_seconds": sec,
-        "train_images_per_s": batch / sec,
+        "train_step_seconds": timing["train_step_seconds"],
+        "train_images_per_s": timing["train_images_per_s"],
         "aten": kernels["aten"],
         "train": {k: getattr(cfg, k) for k in ("bf16", *PLAIN)},
     }
