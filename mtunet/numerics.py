@@ -1,24 +1,39 @@
-"""Which CPU kernels training runs on: the portable set, or the fastest this CPU has.
+"""Which CPU kernels a process computes with, and what that makes reproducible.
 
 PyTorch's CPU arithmetic comes from three libraries, each of which picks its code path from
 the processor it finds: ATen's own vectorised kernels (AVX2 or AVX-512), oneDNN's
 convolutions (``ONEDNN_MAX_CPU_ISA``) and MKL's matrix products (``MKL_CBWR``). Different
 paths sum in different orders, so the same seed gives weights that differ in the last bits
-on an AVX2 and an AVX-512 machine, and a short training run amplifies that into visibly
-different metrics.
+on two machines, and a training run amplifies that into visibly different metrics.
 
-``cpu_kernels: portable`` caps all three at AVX2, which every x86-64 CPU of the last decade
-has, so x86 machines compute the same bits as one another (same software, same thread
-count). The settings are environment variables that each library reads once, when it first
+Three kernel sets (``train.cpu_kernels``, ``evaluate.cpu_kernels``):
+
+* ``native``: the fastest path each library finds on this CPU; bit for bit only on the same
+  CPU model (and software, and thread count).
+* ``portable``: ATen and oneDNN capped at AVX2, MKL asked for its AVX2 reproducibility branch
+  (``MKL_CBWR=AVX2``). MKL honours that branch on Intel CPUs only; on other vendors it falls
+  back to its automatic branch without a word (Intel's documentation says so, and
+  :func:`mkl_branch` reads the branch in force). So the same bits on CPUs of one vendor,
+  whatever their vector width (an AVX-512 and an AVX2-only machine), but not between an
+  Intel and an AMD CPU: there MKL's small matrix products (the window attention's, the
+  skinny projections') round differently (``benchmarks/cpu_reproducibility.py``).
+* ``compatible``: ``portable`` with MKL's ``COMPATIBLE`` branch (SSE2 code, no approximate
+  reciprocals), the one branch MKL honours on every vendor: the same bits on Intel and AMD
+  CPUs, at the price of slower matrix products (measured in the benchmark above).
+
+The settings are environment variables that each library reads once, when it first
 computes; :func:`pin_cpu_kernels` must therefore run before the process does any tensor
-arithmetic, and says so when it ran too late.
+arithmetic, and says so when it ran too late. Every kernel set needs the same software and
+the same thread count (MKL's and oneDNN's reductions are split by thread).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import platform
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -31,21 +46,49 @@ PORTABLE_ENV: dict[str, str] = {
     "ONEDNN_MAX_CPU_ISA": "AVX2",
     "MKL_CBWR": "AVX2",
 }
+#: ``portable`` with MKL's vendor-neutral branch.
+COMPATIBLE_ENV: dict[str, str] = {**PORTABLE_ENV, "MKL_CBWR": "COMPATIBLE"}
+KERNEL_ENV: dict[str, dict[str, str]] = {"portable": PORTABLE_ENV, "compatible": COMPATIBLE_ENV}
 
-CpuKernels = Literal["native", "portable"]
+CpuKernels = Literal["native", "portable", "compatible"]
+CPU_KERNELS: tuple[str, ...] = ("native", "portable", "compatible")
+
+# MKL's code branches (mkl_cbwr_get's values, from MKL's headers).
+_MKL_BRANCHES = {
+    1: "OFF",
+    2: "AUTO",
+    3: "COMPATIBLE",
+    4: "SSE2",
+    6: "SSSE3",
+    7: "SSE4_1",
+    8: "SSE4_2",
+    9: "AVX",
+    10: "AVX2",
+    11: "AVX512_MIC",
+    12: "AVX512",
+    13: "AVX512_MIC_E1",
+    14: "AVX512_E1",
+}
 
 
 def is_x86() -> bool:
-    """True on x86-64 processors, the only ones the portable kernel set applies to."""
+    """True on x86-64 processors, the only ones the capped kernel sets apply to."""
     return platform.machine().lower() in ("x86_64", "amd64")
+
+
+def check_kernels(value: object, where: str) -> None:
+    """ValueError naming ``where`` unless ``value`` is one of :data:`CPU_KERNELS`."""
+    if value not in CPU_KERNELS:
+        raise ValueError(f"{where}: must be one of {list(CPU_KERNELS)}, got {value!r}")
 
 
 def pin_cpu_kernels(mode: CpuKernels) -> dict[str, str | None]:
     """Select the CPU kernels of this process (and of processes it starts afterwards).
 
     Args:
-        mode: ``"portable"`` sets :data:`PORTABLE_ENV` (x86-64 only; elsewhere nothing
-            changes); ``"native"`` leaves the libraries to pick their fastest path.
+        mode: ``"portable"`` or ``"compatible"`` sets :data:`KERNEL_ENV` ``[mode]`` (x86-64
+            only; elsewhere nothing changes); ``"native"`` leaves the libraries to pick
+            their fastest path.
 
     Returns:
         ``{"mode": mode actually in force, "aten": ATen's CPU capability}`` for the record.
@@ -53,44 +96,74 @@ def pin_cpu_kernels(mode: CpuKernels) -> dict[str, str | None]:
     Raises:
         ValueError: An unknown ``mode``.
     """
-    if mode not in ("native", "portable"):
-        raise ValueError(f"cpu_kernels: must be 'native' or 'portable', got {mode!r}")
+    check_kernels(mode, "cpu_kernels")
     effective = mode
-    if mode == "portable":
+    if mode != "native":
         if is_x86():
-            os.environ.update(PORTABLE_ENV)
+            os.environ.update(KERNEL_ENV[mode])
         else:
             effective = "native"
-            logger.warning("cpu_kernels: 'portable' applies to x86-64 CPUs; using native kernels")
+            logger.warning("cpu_kernels: %r applies to x86-64 CPUs; using native kernels", mode)
     capability = torch.backends.cpu.get_cpu_capability()
-    if effective == "portable" and capability.upper() not in ("AVX2", "DEFAULT"):
+    if effective != "native" and capability.upper() not in ("AVX2", "DEFAULT"):
         # ATen fixed its kernels at the first computation of this process.
         logger.warning(
-            "cpu_kernels: 'portable' was requested after this process had already computed "
-            "with %s kernels; results are not portable. Start training in a fresh process.",
+            "cpu_kernels: %r was requested after this process had already computed "
+            "with %s kernels; results are not portable. Start in a fresh process.",
+            mode,
             capability,
         )
         effective = "native"
     return {"mode": effective, "aten": capability}
 
 
-def cpu_name() -> str:
-    """The processor's model name (``/proc/cpuinfo`` on Linux, else ``platform``)."""
+def _cpuinfo(field: str) -> str | None:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.startswith(field):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
 
 
-def kernel_record() -> dict[str, str | int]:
-    """Where a CPU result was computed: processor, cores, ATen capability, torch version."""
+def cpu_name() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux, else ``platform``)."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def cpu_vendor() -> str:
+    """``GenuineIntel``, ``AuthenticAMD``, ... (``/proc/cpuinfo``), or ``unknown``."""
+    return _cpuinfo("vendor_id") or "unknown"
+
+
+def mkl_branch() -> str | None:
+    """MKL's reproducibility branch in force (``AVX2``, ``AUTO``, ``COMPATIBLE``, ``OFF``).
+
+    Read from the MKL inside PyTorch's CPU library, which shows what ``MKL_CBWR`` became on
+    this CPU: ``AVX2`` is honoured on Intel CPUs only. None where it cannot be read (a build
+    without MKL, another platform).
+    """
+    lib = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+    try:
+        get = ctypes.CDLL(str(lib)).mkl_serv_cbwr_get
+    except (OSError, AttributeError):
+        return None
+    get.restype = ctypes.c_int
+    get.argtypes = [ctypes.c_int]
+    value = int(get(1))  # 1: the branch (MKL_CBWR_BRANCH)
+    return _MKL_BRANCHES.get(value, str(value))
+
+
+def kernel_record() -> dict[str, str | int | None]:
+    """Where a CPU result was computed: processor, vendor, cores, kernels, torch version."""
     return {
         "cpu": cpu_name(),
+        "vendor": cpu_vendor(),
         "cores": os.cpu_count() or 0,
+        "threads": torch.get_num_threads(),
         "aten_capability": torch.backends.cpu.get_cpu_capability(),
+        "mkl_branch": mkl_branch(),
         "torch": str(torch.__version__),
     }

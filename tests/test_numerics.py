@@ -58,9 +58,37 @@ def test_too_late_or_not_x86_falls_back_to_native_and_says_so(
 
 
 def test_unknown_mode_and_kernel_record() -> None:
-    with pytest.raises(ValueError, match="cpu_kernels: must be 'native' or 'portable'"):
+    with pytest.raises(ValueError, match=r"cpu_kernels: must be one of \['native', 'portable'"):
         numerics.pin_cpu_kernels("fast")  # type: ignore[arg-type]
     rec = numerics.kernel_record()
     assert rec["cores"] >= 1 and rec["torch"] == str(torch.__version__)
+    assert rec["threads"] == torch.get_num_threads()
     assert rec["aten_capability"] == torch.backends.cpu.get_cpu_capability()
     assert isinstance(rec["cpu"], str) and rec["cpu"]
+
+
+@pytest.mark.skipif(not numerics.is_x86(), reason="MKL's branches exist on x86-64 only")
+def test_each_kernel_set_reaches_mkl_as_its_branch() -> None:
+    """``compatible`` is MKL's vendor-neutral branch everywhere; ``portable`` asks for AVX2,
+    which MKL honours on Intel CPUs and replaces by its automatic branch on the others."""
+    code = (
+        "import json, sys, torch\n"
+        "from mtunet.numerics import kernel_record, pin_cpu_kernels\n"
+        "info = pin_cpu_kernels(sys.argv[1])\n"
+        "torch.ones(3, 3) @ torch.ones(3, 3)\n"
+        "print(json.dumps({'info': info, 'record': kernel_record()}))\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if k not in numerics.COMPATIBLE_ENV}
+    got = {}
+    for mode in numerics.CPU_KERNELS:
+        out = subprocess.run(
+            [sys.executable, "-c", code, mode], capture_output=True, text=True, check=True, env=clean
+        )
+        got[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+    if got["native"]["record"]["mkl_branch"] is None:
+        pytest.skip("this torch build has no MKL to ask")
+    assert got["native"]["record"]["mkl_branch"] == "OFF"
+    assert got["compatible"]["record"]["mkl_branch"] == "COMPATIBLE"
+    assert got["compatible"]["info"] == {"mode": "compatible", "aten": "AVX2"}
+    intel = got["portable"]["record"]["vendor"] == "GenuineIntel"
+    assert got["portable"]["record"]["mkl_branch"] == ("AVX2" if intel else "AUTO")

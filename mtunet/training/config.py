@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mtunet.config import check, from_dict, to_dict
+from mtunet.numerics import CPU_KERNELS
 
 #: The published recipes. ``momentum`` applies to SGD only.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -79,9 +80,10 @@ class TrainConfig:
         fused_optimizer: The optimizer's fused implementation (one kernel for all
             parameters instead of a loop over them).
         compile: ``torch.compile`` the network (its compile time is paid at every start).
-        cpu_kernels: ``"native"`` (the fastest kernels this CPU has) or ``"portable"``
-            (AVX2 kernels everywhere on x86-64, so machines of different vector width
-            compute the same bits; :mod:`mtunet.numerics`).
+        cpu_kernels: ``"native"`` (the fastest kernels this CPU has), ``"portable"``
+            (AVX2 kernels on x86-64: CPUs of one vendor compute the same bits whatever
+            their vector width) or ``"compatible"`` (also the same bits on Intel and AMD,
+            with slower matrix products); :mod:`mtunet.numerics`.
         num_workers: DataLoader worker processes (0 loads in the main process).
         pin_memory: Pinned host memory for the batches (CUDA only).
         selection: ``"auto"`` (best validation epoch when the dataset has validation volumes,
@@ -116,7 +118,7 @@ class TrainConfig:
     channels_last: bool = False
     fused_optimizer: bool = False
     compile: bool = False
-    cpu_kernels: Literal["native", "portable"] = "native"
+    cpu_kernels: Literal["native", "portable", "compatible"] = "native"
     num_workers: int = 0
     pin_memory: bool = True
     selection: Literal["auto", "last", "best_val"] = "auto"
@@ -177,9 +179,9 @@ class TrainConfig:
         )
         check(self.devices >= 1, "devices", f"must be >= 1, got {self.devices}")
         check(
-            self.cpu_kernels in ("native", "portable"),
+            self.cpu_kernels in CPU_KERNELS,
             "cpu_kernels",
-            f"must be 'native' or 'portable', got {self.cpu_kernels!r}",
+            f"must be one of {list(CPU_KERNELS)}, got {self.cpu_kernels!r}",
         )
         check(self.num_workers >= 0, "num_workers", f"must be >= 0, got {self.num_workers}")
         check(
