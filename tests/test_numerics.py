@@ -82,7 +82,11 @@ def test_each_kernel_set_reaches_mkl_as_its_branch() -> None:
     got = {}
     for mode in numerics.CPU_KERNELS:
         out = subprocess.run(
-            [sys.executable, "-c", code, mode], capture_output=True, text=True, check=True, env=clean
+            [sys.executable, "-c", code, mode],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=clean,
         )
         got[mode] = json.loads(out.stdout.strip().splitlines()[-1])
     if got["native"]["record"]["mkl_branch"] is None:
