@@ -16,17 +16,25 @@ DOCS = REPO / "docs"
 
 
 def _load_hook() -> ModuleType:
-    """``docs/hooks/tables.py`` is loaded by MkDocs from its path, not imported as a package."""
+    """Load ``docs/hooks/tables.py`` as MkDocs does: from its path, with its folder on
+    ``sys.path`` while it runs (so it imports the table modules beside it)."""
     name = "mtunet_docs_tables_hook"
-    spec = importlib.util.spec_from_file_location(name, DOCS / "hooks" / "tables.py")
+    path = DOCS / "hooks" / "tables.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    old_path = sys.path.copy()
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = old_path
     return module
 
 
 hook = _load_hook()
+table_format = sys.modules["table_format"]  # imported by the hook, from beside it
 
 
 def _write(root: Path, relative: str, data: dict) -> None:
@@ -88,8 +96,8 @@ def test_a_table_joins_its_files_by_row(tmp_path: Path) -> None:
 
 
 def test_signed_differences_use_a_true_minus() -> None:
-    assert hook.signed(-5.3548) == "\u22125.35"
-    assert hook.signed(1.4678) == "+1.47"
+    assert table_format.signed(-5.3548) == "\u22125.35"
+    assert table_format.signed(1.4678) == "+1.47"
 
 
 def test_unknown_marker_fails_naming_it(tmp_path: Path) -> None:
