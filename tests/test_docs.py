@@ -1,0 +1,181 @@
+"""The documentation: the MkDocs hook that renders tables from result files, and the pages."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+
+
+def _load_hook() -> ModuleType:
+    """Load ``docs/hooks/tables.py`` as MkDocs does: from its path, with its folder on
+    ``sys.path`` while it runs (so it imports the table modules beside it)."""
+    name = "mtunet_docs_tables_hook"
+    path = DOCS / "hooks" / "tables.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    old_path = sys.path.copy()
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = old_path
+    return module
+
+
+hook = _load_hook()
+table_format = sys.modules["table_format"]  # imported by the hook, from beside it
+
+
+def _write(root: Path, relative: str, data: dict) -> None:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+
+METRICS_SPEED = {
+    "machine": {"medpy": "0.5.2"},
+    "runs": {
+        "medpy": {"peak_mem_mb": 2134.68, "seconds": 115.978},
+        "mtunet": {"peak_mem_mb": 106.957, "seconds": 1.1639},
+    },
+}
+
+
+def test_marker_renders_the_rows_of_its_json(tmp_path: Path) -> None:
+    _write(tmp_path, "benchmarks/results/metrics_speed.json", METRICS_SPEED)
+    page = "Before.\n\n<!-- table: metrics_speed -->\n\nAfter.\n"
+    out = hook.replace_markers(page, tmp_path)
+    assert out == (
+        "Before.\n\n"
+        "| implementation | seconds | peak memory (MB) |\n"
+        "|---|---|---|\n"
+        "| medpy 0.5.2 (`dc`, `hd95`) | 115.98 | 2135 |\n"
+        "| mtunet.metrics (voxels) | 1.16 | 107 |\n"
+        "\nAfter.\n"
+    )
+
+
+def test_a_table_joins_its_files_by_row(tmp_path: Path) -> None:
+    """train_speed_vs_commit: one column pair per file; a variant one file lacks shows ``-``."""
+
+    def run(size: int, rows: list[tuple[str, float, float]]) -> dict:
+        return {
+            "settings": {"baseline_commit": "55a7fd2" + "0" * 33, "img_size": size},
+            "rows": [
+                {"variant": v, "train_images_per_s": ips, "speedup_vs_baseline": s}
+                for v, ips, s in rows
+            ],
+        }
+
+    results = "benchmarks/results"
+    _write(
+        tmp_path,
+        f"{results}/train_speed_vs_commit_cpu.json",
+        run(96, [("baseline", 24.946, 1.0), ("current_native", 30.083, 1.2059)]),
+    )
+    _write(
+        tmp_path, f"{results}/train_speed_vs_commit_cpu_64.json", run(64, [("baseline", 49.7, 1.0)])
+    )
+    lines = hook.render_table("train_speed_vs_commit", tmp_path).splitlines()
+    assert lines[0] == "| variant | 96 × 96 img/s | vs 55a7fd2 | 64 × 64 img/s | vs 55a7fd2 |"
+    assert lines[2].startswith("| commit 55a7fd2 (")
+    assert lines[2].endswith(" | 24.95 | 1.00x | 49.70 | 1.00x |")
+    assert lines[3] == "| the same on native (AVX-512) kernels | 30.08 | 1.21x | - | - |"
+    assert len(lines) == 4
+
+
+def test_signed_differences_use_a_true_minus() -> None:
+    assert table_format.signed(-5.3548) == "\u22125.35"
+    assert table_format.signed(1.4678) == "+1.47"
+
+
+def test_unknown_marker_fails_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(hook.TableError, match="unknown table marker 'no_such_table'"):
+        hook.replace_markers("<!-- table: no_such_table -->\n", tmp_path)
+
+
+def test_missing_file_fails_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(
+        hook.TableError, match=r"'metrics_speed'.*benchmarks/results/metrics_speed\.json not found"
+    ):
+        hook.render_table("metrics_speed", tmp_path)
+
+
+def test_missing_field_fails_naming_table_and_file(tmp_path: Path) -> None:
+    _write(tmp_path, "benchmarks/results/metrics_speed.json", {"machine": {}, "runs": {"x": {}}})
+    with pytest.raises(hook.TableError, match=r"'metrics_speed'.*metrics_speed\.json.*'seconds'"):
+        hook.render_table("metrics_speed", tmp_path)
+
+
+def test_invalid_json_fails_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "benchmarks/results/metrics_speed.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(hook.TableError, match=r"metrics_speed\.json is not valid JSON"):
+        hook.render_table("metrics_speed", tmp_path)
+
+
+def test_only_a_marker_alone_on_its_line_is_replaced(tmp_path: Path) -> None:
+    """A page can quote the marker syntax in running text or code without triggering it."""
+    text = "Write `<!-- table: NAME -->` where a table belongs.\n"
+    assert hook.replace_markers(text, tmp_path) == text
+
+
+def test_figure_links_point_at_the_sites_copies() -> None:
+    page = "![a](../reports/figures/x.png) [b](../reports/ablation_cpu/report.md) [c](study.md)"
+    assert hook.rewrite_figure_links(page, "study.md") == (
+        "![a](reports/figures/x.png) [b](reports/ablation_cpu/report.md) [c](study.md)"
+    )
+    assert hook.rewrite_figure_links("![a](../../reports/f.png)", "sub/page.md") == (
+        "![a](../reports/f.png)"
+    )
+
+
+def _page_markers() -> dict[str, list[str]]:
+    return {
+        page.name: hook.MARKER.findall(page.read_text(encoding="utf-8"))
+        for page in sorted(DOCS.glob("*.md"))
+    }
+
+
+def test_every_marker_in_the_docs_renders_from_the_committed_files() -> None:
+    """The pages' tables render from the result files in the repository, and every table the
+    hook defines is used by a page."""
+    used: set[str] = set()
+    for page, names in _page_markers().items():
+        for name in names:
+            table = hook.render_table(name, REPO)
+            assert table.count("\n") >= 2, f"{page}: table {name!r} has no rows"
+            used.add(name)
+    assert used == set(hook.TABLES), f"tables no page uses: {sorted(set(hook.TABLES) - used)}"
+
+
+def test_cli_page_lists_every_subcommand_and_option() -> None:
+    """docs/cli.md names every subcommand and option string of `mtunet`'s parser."""
+    import argparse
+
+    from mtunet.cli import _parser
+
+    text = (DOCS / "cli.md").read_text(encoding="utf-8")
+    parser = _parser()
+    names = [o for a in parser._actions for o in a.option_strings if o not in ("-h", "--help")]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command, sub in action.choices.items():
+                assert re.search(rf"`mtunet {command}\b", text), f"cli.md lacks `mtunet {command}`"
+                names += [
+                    o for a in sub._actions for o in a.option_strings if o not in ("-h", "--help")
+                ]
+    missing = sorted({n for n in names if f"`{n}" not in text})
+    assert not missing, f"cli.md lacks the options {missing}"
