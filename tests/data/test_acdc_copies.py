@@ -5,7 +5,9 @@ output folder, and the indexed arrays are exactly the ones the copy holds."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -42,7 +44,9 @@ def _arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
         return f["image"][()], f["label"][()]
 
 
-def check_against_copy(m: dict, out: Path, arrays: Arrays, split: dict[str, tuple]) -> None:
+def check_against_copy(
+    m: dict[str, Any], out: Path, arrays: Arrays, split: Mapping[str, Iterable[int]]
+) -> None:
     """Every training slice and every validation / test volume the manifest lists is the
     array the copy holds, and each split has all of its frames (every slice for training)."""
     train: dict[tuple[str, int], Path] = {}
@@ -66,18 +70,23 @@ def check_against_copy(m: dict, out: Path, arrays: Arrays, split: dict[str, tupl
             np.testing.assert_array_equal(label, arrays[path.name[:18]][1])
 
 
-def _flat_partial(root: Path, patients: tuple[int, ...] = PATIENTS, **kw: object) -> Arrays:
+def _flat_partial(
+    root: Path,
+    patients: tuple[int, ...] = PATIENTS,
+    lists: Mapping[str, Iterable[int]] = LAYOUT_LISTS,
+    shape: tuple[int, int, int] = SHAPE,
+) -> Arrays:
     """SSL4MIS's own training patients as slices only, flat in data/; the others as
     volumes only (how public copies hold the layout)."""
-    lists = kw.get("lists", LAYOUT_LISTS)
-    train = set(lists["train"])  # type: ignore[index]
+    train = set(lists["train"])
     return ssl4mis_copy(
         root,
         patients,
         as_volumes=[p for p in patients if p not in train],
         as_slices=[p for p in patients if p in train],
         slices_dir="data",
-        **kw,  # type: ignore[arg-type]
+        shape=shape,
+        lists=lists,
     )
 
 
