@@ -194,10 +194,13 @@ def model_from_checkpoint(
     Raises:
         FileNotFoundError: Missing file.
         ValueError: Unreadable checkpoint, an invalid model config, or weights that do not
-            fit the network the config describes.
+            fit the network the config describes (the first few keys of each kind of
+            problem, their counts and the likely cause:
+            :func:`mtunet.model.weights.fit_problems`).
     """
     from mtunet.model import MTUNetConfig
     from mtunet.model.registry import ModelSpec
+    from mtunet.model.weights import fit_problems
 
     if isinstance(ckpt_or_path, Mapping):
         ckpt = dict(ckpt_or_path)
@@ -217,9 +220,15 @@ def model_from_checkpoint(
         model = spec.build()
     except ValueError as exc:
         raise ValueError(f"{source}: cannot rebuild the network ({exc})") from exc
+    problems = fit_problems(model.state_dict(), ckpt["model"], cfg.num_classes)
+    if problems:
+        raise ValueError(
+            f"{source}: the weights do not fit the network its model_config describes "
+            f"({'; '.join(problems)})"
+        )
     try:
         model.load_state_dict(ckpt["model"], strict=True)
-    except RuntimeError as exc:
+    except RuntimeError as exc:  # e.g. a value that is not a tensor
         raise ValueError(
             f"{source}: the weights do not fit the network its model_config describes ({exc})"
         ) from exc

@@ -221,6 +221,10 @@ def evaluate(
     Raises:
         FileNotFoundError: Missing checkpoint or manifest.
         ValueError: Corrupt checkpoint, or a checkpoint that does not match the data.
+
+    Warns:
+        UserWarning: Once per call, when volumes have no voxel spacing (counting and naming
+            them): their HD95 in mm is omitted.
     """
     import pandas as pd
 
@@ -255,6 +259,7 @@ def evaluate(
     rows: list[dict[str, Any]] = []
     qual: dict[str, list[Any]] = {"image": [], "gt": [], "pred": [], "case": [], "slice": []}
     written: set[str] = set()
+    no_spacing: list[str] = []  # warned about once, after the loop
     for index in tqdm(range(n_cases), desc=f"evaluate {manifest.name}", unit="case"):
         item = dataset[index]
         case = str(item["case"])
@@ -262,11 +267,7 @@ def evaluate(
         pred = predict_volume(model, image, img_size, cfg.batch_size, amp_dtype=amp_dtype)
         spacing = item.get("spacing")
         if spacing is None:
-            warnings.warn(
-                f"{case} ({item.get('path', '?')}): the volume has no voxel spacing; HD95 in "
-                "mm is omitted for this case",
-                stacklevel=2,
-            )
+            no_spacing.append(case)
         for row in case_metrics(
             pred,
             gt,
@@ -316,6 +317,14 @@ def evaluate(
         "nsd",
         "convention",
     ]
+    if no_spacing:
+        more = f" ... and {len(no_spacing) - 5} more" if len(no_spacing) > 5 else ""
+        warnings.warn(
+            f"{manifest_path}: {len(no_spacing)} of {n_cases} volumes have no voxel spacing "
+            f"({', '.join(no_spacing[:5])}{more}); HD95 in mm is omitted for them, and their "
+            "HD95 and surface Dice are in voxels",
+            stacklevel=2,
+        )
     per_case = pd.DataFrame(rows, columns=columns)
     for col in ("hd95_mm", "hd95_monai_mm"):
         per_case[col] = pd.to_numeric(per_case[col], errors="coerce")

@@ -128,6 +128,21 @@ def test_weights_that_do_not_fit_the_config(tmp_path: Path) -> None:
         model_from_checkpoint(tmp_path / "badcfg.pt")
 
 
+def test_wrong_shape_error_is_short_and_names_the_cause(tmp_path: Path) -> None:
+    """MT-UNet weights of another width and class count: 426 tensors differ, 5 are shown."""
+    payload = _payload(MTUNet(CFG))
+    payload["model_config"] = MTUNetConfig(width_mult=0.25, img_size=32, num_classes=9).to_dict()
+    save_checkpoint(tmp_path / "other.pt", payload)
+    with pytest.raises(ValueError) as info:
+        model_from_checkpoint(tmp_path / "other.pt")
+    msg = str(info.value)
+    assert msg.startswith(f"{tmp_path / 'other.pt'}: the weights do not fit the network")
+    assert "shape mismatches (426): " in msg and " ... and 421 more" in msg
+    assert msg.count("(checkpoint (") == 5
+    assert "a different num_classes (the weights' output layer SegmentationHead.weight has 4" in msg
+    assert "a different width_mult (the weights' channel widths are about 0.5x" in msg
+
+
 def test_data_compatibility() -> None:
     ck = _payload(MTUNet(CFG))
     check_data_compatible(ck, num_classes=4, in_channels=1)  # fine

@@ -259,7 +259,7 @@ def test_stages_reach_their_library_code() -> None:
     """The walk itself: each stage reaches its own code and not the other stages' code."""
     reached = {name: imported_files(REPO / _script(s)) for name, s in dvc_stages().items()}
     assert {"mtunet/stages.py", "mtunet/config.py"} <= reached["phantoms@acdc"]
-    assert "mtunet/data/synthetic.py" in reached["phantoms@acdc"]
+    assert "mtunet/data/synthetic/acdc_cine.py" in reached["phantoms@acdc"]
     train = reached["train@synapse-mtunet-1234"]
     assert {"mtunet/model/network.py", "mtunet/model/registry.py"} <= train
     assert "mtunet/data/__init__.py" in train

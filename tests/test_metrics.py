@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 from medpy.metric import binary as medpy_binary
 
-from mtunet import metrics
-from mtunet.metrics import case_metrics, dice, hd95, summarize
+from mtunet.metrics import case_metrics, dice, hd95, summarize, surface
 
 SPACINGS = [0.7, 0.8, 1.5, 2.5, 3.0, 0.6640625, 0.9765625, 1.0]
 
@@ -55,7 +54,7 @@ def test_hd95_and_dice_equal_medpy_on_random_cases(
     kd_ratio: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # kd_ratio 0 forces the KD-tree path, inf the distance transform on the crop.
-    monkeypatch.setattr(metrics, "_KD_RATIO", kd_ratio)
+    monkeypatch.setattr(surface, "_KD_RATIO", kd_ratio)
     rng = np.random.default_rng(1234)
     for _ in range(120):
         a, b = _random_pair(rng)
@@ -66,7 +65,7 @@ def test_hd95_and_dice_equal_medpy_on_random_cases(
 
 def test_stray_false_positives_use_kdtree_and_match(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[bool] = []
-    original = metrics._kd_distances
+    original = surface._kd_distances
 
     def spy(
         src: np.ndarray, dst: np.ndarray, spacing: np.ndarray | None
@@ -75,7 +74,7 @@ def test_stray_false_positives_use_kdtree_and_match(monkeypatch: pytest.MonkeyPa
         calls.append(bool(out[1].all()))
         return out
 
-    monkeypatch.setattr(metrics, "_kd_distances", spy)
+    monkeypatch.setattr(surface, "_kd_distances", spy)
     rng = np.random.default_rng(7)
     shape = (40, 64, 64)
     gt = np.zeros(shape, dtype=bool)
@@ -96,11 +95,11 @@ def test_kdtree_tie_with_spacing_falls_back_to_edt() -> None:
     sp = np.array([2.5, 0.7, 0.7])
     src = np.array([[0, 0, 0]])
     dst = np.array([[1, 1, 4], [1, 4, 1]])
-    values = metrics._scipy_style_distance(dst - src, sp)
+    values = surface._scipy_style_distance(dst - src, sp)
     assert values[0] != values[1]
-    assert metrics._kd_distances(src, dst, sp)[1].tolist() == [True]
+    assert surface._kd_distances(src, dst, sp)[1].tolist() == [True]
     # Unit spacing: integer squared distances, no ambiguity.
-    values, ambiguous = metrics._kd_distances(src, dst, None)
+    values, ambiguous = surface._kd_distances(src, dst, None)
     assert values.tolist() == [math.sqrt(18.0)] and not ambiguous.any()
     # And the public function (which falls back to the EDT) still equals medpy.
     a = np.zeros((2, 5, 5), dtype=bool)
@@ -115,8 +114,8 @@ def test_edt_on_sub_boxes_for_ambiguous_points_matches_medpy(
 ) -> None:
     # A huge tie tolerance marks most points ambiguous: they are then answered by the EDT on
     # the box of those points and all partner surface voxels, which must still be exact.
-    monkeypatch.setattr(metrics, "_KD_RATIO", 0.0)
-    monkeypatch.setattr(metrics, "_TIE_RTOL", 0.5)
+    monkeypatch.setattr(surface, "_KD_RATIO", 0.0)
+    monkeypatch.setattr(surface, "_TIE_RTOL", 0.5)
     rng = np.random.default_rng(99)
     for _ in range(25):
         a, b = _random_pair(rng)
@@ -133,7 +132,7 @@ def test_erosion_equals_scipy() -> None:
         ref = ndimage.binary_erosion(
             mask, ndimage.generate_binary_structure(mask.ndim, 1), border_value=0
         )
-        np.testing.assert_array_equal(metrics._erode(mask), ref)
+        np.testing.assert_array_equal(surface._erode(mask), ref)
 
 
 def test_border_and_single_voxel_cases_equal_medpy() -> None:

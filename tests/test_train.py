@@ -309,15 +309,6 @@ def test_one_slice_last_batch_is_refused_up_front(tmp_path: Path) -> None:
     assert res["steps_per_epoch"] == 2 and res["history"][0]["loss"] > 0
 
 
-def test_compat_module_reexports_the_package() -> None:
-    """``mtunet.train`` (the single-module layout) still exports the package's public names."""
-    import mtunet.train as compat
-    import mtunet.training as training
-
-    for name in compat.__all__:
-        assert getattr(compat, name) is getattr(training, name), name
-
-
 def test_build_network_is_the_network_the_run_trains() -> None:
     from mtunet.model import MTUNet
     from mtunet.training.build import build_network

@@ -3,7 +3,7 @@
 The parameter names of :class:`MTUNet` are exactly the authors' (487 entries for the 9-class
 model), so loading is a strict ``load_state_dict`` after unwrapping common containers and
 removing a ``module.`` prefix left by ``nn.DataParallel``; anything that does not match is
-reported key by key.
+reported by :func:`mtunet.model.weights.fit_problems`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-_MAX_LISTED = 20
+from mtunet.model.weights import fit_problems, listed
 
 
 def _unwrap(obj: Any, where: str) -> dict[str, torch.Tensor]:
@@ -29,16 +29,11 @@ def _unwrap(obj: Any, where: str) -> dict[str, torch.Tensor]:
         raise ValueError(f"{where}: not a state dict (got {type(obj).__name__})")
     bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if bad:
-        raise ValueError(f"{where}: entries that are not tensors: {bad[:_MAX_LISTED]}")
+        raise ValueError(f"{where}: entries that are not tensors: {listed(bad)}")
     state = dict(obj)
     if all(k.startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
     return state
-
-
-def _listed(keys: list[str]) -> str:
-    more = f" ... and {len(keys) - _MAX_LISTED} more" if len(keys) > _MAX_LISTED else ""
-    return ", ".join(keys[:_MAX_LISTED]) + more
 
 
 def load_official_state_dict(
@@ -59,7 +54,8 @@ def load_official_state_dict(
     Raises:
         FileNotFoundError: The path does not exist.
         ValueError: The file is not a state dict, or keys are missing, unexpected or have
-            another shape; the message lists each kind.
+            another shape; the message counts each kind, shows the first few keys and names
+            the likely cause (e.g. a different ``num_classes`` or ``width_mult``).
     """
     if isinstance(path_or_dict, Mapping):
         where = "state_dict"
@@ -75,21 +71,8 @@ def load_official_state_dict(
             raise ValueError(f"{path}: cannot be read as a PyTorch state dict ({exc})") from exc
     state = _unwrap(obj, where)
 
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [
-        f"{k} (checkpoint {tuple(state[k].shape)}, model {tuple(own[k].shape)})"
-        for k in own
-        if k in state and state[k].shape != own[k].shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys ({len(missing)}): {_listed(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {_listed(unexpected)}")
-    if mismatched:
-        problems.append(f"shape mismatches ({len(mismatched)}): {_listed(mismatched)}")
+    config = getattr(model, "config", None)
+    problems = fit_problems(model.state_dict(), state, getattr(config, "num_classes", None))
     if problems:
         raise ValueError(f"{where}: does not fit the model; " + "; ".join(problems))
     model.load_state_dict(state, strict=True)

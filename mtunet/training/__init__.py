@@ -42,8 +42,10 @@ The package, one concern per module:
 * :mod:`~mtunet.training.spec`: what one process runs (resolved configs, datasets);
 * :mod:`~mtunet.training.build`: network (:func:`~mtunet.training.build.build_network`),
   optimizer, loss, sampler and DataLoader;
-* :mod:`~mtunet.training.state`: progress, RNG states, finding a resumable ``last.pt``,
-  checkpoint payloads;
+* :mod:`~mtunet.training.progress`: :class:`~mtunet.training.progress.Progress`, how far a
+  run has got (epochs, steps, the best epoch, history);
+* :mod:`~mtunet.training.state`: RNG states, finding a resumable ``last.pt``, checkpoint
+  payloads;
 * :mod:`~mtunet.training.live`: DVCLive logs;
 * :mod:`~mtunet.training.epoch`: one epoch of optimizer steps;
 * :mod:`~mtunet.training.loop`: the run's epochs, validation and checkpoints

@@ -17,9 +17,9 @@ import torch
 from mtunet import distributed as mdist
 from mtunet.training.build import Components
 from mtunet.training.live import log_step
+from mtunet.training.progress import Progress
 from mtunet.training.schedule import poly_lr
 from mtunet.training.spec import RunSpec
-from mtunet.training.state import Progress
 
 
 def train_epoch(

@@ -21,10 +21,10 @@ from mtunet.numerics import kernel_record
 from mtunet.training.build import Components, build
 from mtunet.training.epoch import train_epoch
 from mtunet.training.live import log_epoch, open_live
+from mtunet.training.progress import Progress
 from mtunet.training.schedule import poly_lr
 from mtunet.training.spec import RunSpec
 from mtunet.training.state import (
-    Progress,
     checkpoint_payload,
     cpu_state_dict,
     gather_rng_states,

@@ -10,6 +10,8 @@ checkpoints and ``train.json``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Mapping
@@ -20,10 +22,15 @@ import torch
 
 from mtunet import distributed as mdist
 from mtunet.training.config import TrainConfig
-from mtunet.training.state import splits_digest
 from mtunet.training.validation import selection_rule
 
 logger = logging.getLogger(__name__)
+
+
+def splits_digest(splits: Mapping[str, Any]) -> str:
+    """SHA-256 of a manifest's splits: a different dataset is a different run."""
+    text = json.dumps(splits, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class RunSpec:

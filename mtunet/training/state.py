@@ -1,4 +1,4 @@
-"""Resume and checkpoint state: a run's progress, RNG states, ``last.pt`` and ``model.pt``.
+"""Resume and checkpoint state: finding a resumable ``last.pt``, RNG states, payloads.
 
 ``last.pt`` holds everything a restarted process needs to continue as if it had never
 stopped (weights, optimizer, the RNG states of every process, history, the best-validation
@@ -9,11 +9,8 @@ dataset and process count; otherwise it starts afresh with a warning.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +20,7 @@ from torch import nn
 from mtunet import distributed as mdist
 from mtunet.checkpoint import load_checkpoint
 from mtunet.training.config import RUNTIME_FIELDS, TrainConfig
+from mtunet.training.progress import Progress
 
 if TYPE_CHECKING:
     from mtunet.training.spec import RunSpec
@@ -30,55 +28,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class Progress:
-    """How far a run has got: what ``last.pt`` carries besides weights, optimizer and RNG.
-
-    Attributes:
-        start_epoch: Epochs completed before this process started (0 for a fresh run).
-        global_step: Optimizer steps taken.
-        best_epoch: The best-validation epoch so far (1-based), or None.
-        best_dice: Its mean foreground validation Dice, or None.
-        best_state: CPU copy of the best-validation weights; also stored in ``last.pt``, so
-            ``model.pt`` can be rebuilt after a resume even when DVC removed it before
-            re-running the stage.
-        history: One record per completed epoch.
-        resumed_from: The epoch this process resumed at, or None for a fresh run.
-    """
-
-    start_epoch: int = 0
-    global_step: int = 0
-    best_epoch: int | None = None
-    best_dice: float | None = None
-    best_state: dict[str, torch.Tensor] | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-    resumed_from: int | None = None
-
-    @classmethod
-    def from_checkpoint(cls, ck: Mapping[str, Any]) -> Progress:
-        """The progress recorded in a ``last.pt`` payload."""
-        start_epoch = int(ck["epoch"])
-        best = ck.get("best") or {}
-        return cls(
-            start_epoch=start_epoch,
-            global_step=int(ck["global_step"]),
-            best_epoch=best.get("epoch"),
-            best_dice=best.get("val_dice"),
-            best_state=ck.get("best_model"),
-            history=[dict(h) for h in ck.get("history", [])],
-            resumed_from=start_epoch,
-        )
-
-
 # --------------------------------------------------------------------------------------
 # Finding a resumable last.pt
 # --------------------------------------------------------------------------------------
-
-
-def splits_digest(splits: Mapping[str, Any]) -> str:
-    """SHA-256 of a manifest's splits: a different dataset is a different run."""
-    text = json.dumps(splits, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _comparable_train_config(d: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,16 +11,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from mtunet import distributed as mdist
-
-if TYPE_CHECKING:
-    from mtunet.training.state import Progress
+from mtunet.training.progress import Progress
 
 
 def foreground_dice(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> list[float]:
