@@ -27,9 +27,12 @@ from fake_study import (
 from scipy import stats
 
 from mtunet.report.experiments import flatten, params_diff
+from mtunet.report.formatting import verdict
 from mtunet.report.published import PUBLISHED
 from mtunet.report.report import build_report, cases_needed, min_wilcoxon_p
-from mtunet.report.tables import interval_text, to_latex, to_markdown, verdict
+from mtunet.report.results import interval_text
+from mtunet.report.table_files import to_latex, to_markdown
+from mtunet.report.text import machine_text
 
 
 def _test_row(comp: dict[str, Any], group: str, metric: str, variant: str) -> dict[str, Any]:
@@ -428,15 +431,13 @@ def test_helpers() -> None:
 
 
 def test_machine_text_says_what_is_reproducible() -> None:
-    from mtunet.report.report import _machine_text
-
     machine = {"cpu": "Some CPU", "cores": 2, "torch": "2.13.0", "aten_capability": "AVX2"}
     portable = {"device": "cpu", "machine": machine, "train_config": {"cpu_kernels": "portable"}}
-    assert "portable AVX2 kernels" in _machine_text(portable)
-    assert "Some CPU, 2 cores" in _machine_text(portable)
+    assert "portable AVX2 kernels" in machine_text(portable)
+    assert "Some CPU, 2 cores" in machine_text(portable)
     native = {**portable, "machine": {**machine, "aten_capability": "AVX512"}}
-    assert "native AVX512 kernels" in _machine_text(native)
+    assert "native AVX512 kernels" in machine_text(native)
     # Asked for portable, but the process had computed before the pin: reported as native.
-    assert "native AVX512" in _machine_text({**native, "train_config": {"cpu_kernels": "portable"}})
-    assert "same GPU" in _machine_text({**portable, "device": "cuda:0"})
-    assert _machine_text(None) == "not recorded"
+    assert "native AVX512" in machine_text({**native, "train_config": {"cpu_kernels": "portable"}})
+    assert "same GPU" in machine_text({**portable, "device": "cuda:0"})
+    assert machine_text(None) == "not recorded"
