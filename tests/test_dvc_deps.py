@@ -12,10 +12,12 @@ the ``mtunet`` package, statically, the way Python runs them:
   referenced from code already followed in the same module.
 
 The last rule is what lets ``pipeline/train.py`` (``from mtunet.stages import run_train``)
-skip the report code that ``mtunet.stages.run_report`` imports. Every module reached must be
-covered by a dep (the file, or a directory above it) and every ``mtunet`` dep must be reached
-(each ``.py`` file under a directory dep), so a change to imported code reruns the stage and a
-change to other code does not.
+skip the report code that ``mtunet.stages.run_report`` imports. Package data (a file under
+``mtunet/`` that is not Python, such as the report's template) is needed when a module reached
+names it: a string constant equal to its file name. Every module and data file reached must
+be covered by a dep (the file, or a directory above it) and every ``mtunet`` dep must be
+reached (each ``.py`` file under a directory dep), so a change to imported code or its data
+reruns the stage and a change to other code does not.
 """
 
 from __future__ import annotations
@@ -149,6 +151,25 @@ def imported_files(script: Path, root: Path = REPO) -> set[str]:
     return {m.path.relative_to(root).as_posix() for m in modules.values()}
 
 
+def data_files(modules: set[str], root: Path = REPO) -> set[str]:
+    """Package data files (not ``.py``) that ``modules`` (files relative to ``root``) name.
+
+    A file is named when a module holds a string constant equal to its file name, e.g.
+    ``"report.md.j2"`` for ``mtunet/report/templates/report.md.j2``.
+    """
+    names = {
+        node.value
+        for rel in modules
+        for node in ast.walk(ast.parse((root / rel).read_text(), filename=rel))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    }
+    return {
+        p.relative_to(root).as_posix()
+        for p in (root / PACKAGE).rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc") and p.name in names
+    }
+
+
 _VAR = re.compile(r"\$\{\s*([\w.]+)\s*\}")
 
 
@@ -219,7 +240,8 @@ def _script(stage: dict[str, Any]) -> str:
 def dep_problems(name: str, stage: dict[str, Any], root: Path = REPO) -> list[str]:
     """What a stage's deps lack (imported, not covered) and list in vain (covered, not imported)."""
     script = _script(stage)
-    imported = imported_files(root / script, root) | {script}
+    modules = imported_files(root / script, root)
+    imported = modules | data_files(modules, root) | {script}
     deps = [d if isinstance(d, str) else next(iter(d)) for d in stage.get("deps", [])]
     deps = [d.rstrip("/") for d in deps]
     missing = sorted(f for f in imported if not any(f == d or f.startswith(f"{d}/") for d in deps))
@@ -264,6 +286,8 @@ def test_stages_reach_their_library_code() -> None:
     assert {"mtunet/model/network.py", "mtunet/model/registry.py"} <= train
     assert "mtunet/data/__init__.py" in train
     assert "mtunet/report/report.py" in reached["report"]
+    assert "mtunet/report/templates/report.md.j2" in data_files(reached["report"])
+    assert not data_files(reached["compare@acdc"])  # the statistics need no template
     assert not any(f.startswith("mtunet/report/") for f in train)
     # The compare stage uses the statistics, not the report's plotting code.
     assert "mtunet/report/stats.py" in reached["compare@acdc"]
@@ -289,7 +313,9 @@ def toy(tmp_path: Path) -> Path:
         "mtunet/sub/mod.py": "class K:\n    def m(self):\n        from mtunet import kept\n"
         "def helper():\n    pass\n",
         "mtunet/sub/deep.py": "y = 1\n",
-        "mtunet/lazy.py": "x = 1\n",
+        "mtunet/lazy.py": "x = 1\nTABLE = 'table.csv'\n",
+        "mtunet/data/table.csv": "a,b\n",
+        "mtunet/data/other.csv": "a,b\n",
         "mtunet/kept.py": "",
         "mtunet/never.py": "",
         "mtunet/whole.py": "def g():\n    from mtunet import via_whole\n",
@@ -304,7 +330,7 @@ def toy(tmp_path: Path) -> Path:
     (tmp_path / "dvc.yaml").write_text(
         "stages:\n  run:\n    foreach: [x]\n    do:\n      cmd: python pipeline/run.py ${item}\n"
         "      deps:\n        - pipeline/run.py\n        - mtunet/sub\n        - mtunet/a.py\n"
-        "        - mtunet/never.py\n        - mtunet/gone.py\n"
+        "        - mtunet/never.py\n        - mtunet/gone.py\n        - mtunet/data/other.csv\n"
     )
     return tmp_path
 
@@ -322,6 +348,10 @@ def test_import_walk_on_a_toy_package(toy: Path) -> None:
         "mtunet/whole.py",  # inside the script's function: the whole module
         "mtunet/via_whole.py",  # inside a function of a module imported whole
     }  # mtunet/never.py: only inside a function nothing imports or calls
+    # lazy.py names table.csv; nothing reached names other.csv.
+    assert data_files(imported_files(toy / "pipeline/run.py", toy), toy) == {
+        "mtunet/data/table.csv"
+    }
 
 
 def test_problems_name_each_missing_and_stale_file(toy: Path) -> None:
@@ -330,7 +360,8 @@ def test_problems_name_each_missing_and_stale_file(toy: Path) -> None:
     problems = dep_problems("run@x", stages["run@x"], toy)
     assert problems == [
         "run@x: missing deps (imported, not listed): mtunet/__init__.py, mtunet/b.py, "
-        "mtunet/kept.py, mtunet/lazy.py, mtunet/via_whole.py, mtunet/whole.py",
+        "mtunet/data/table.csv, mtunet/kept.py, mtunet/lazy.py, mtunet/via_whole.py, "
+        "mtunet/whole.py",
         "run@x: stale deps (listed, not imported): mtunet/sub/extra.py (in mtunet/sub), "
-        "mtunet/never.py, mtunet/gone.py (no such file)",
+        "mtunet/never.py, mtunet/gone.py (no such file), mtunet/data/other.csv",
     ]

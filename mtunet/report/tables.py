@@ -1,39 +1,25 @@
-"""Report tables as Markdown, CSV and LaTeX: the study's models, their differences to the
-reference, the ablations, the surface-distance conventions and the published numbers.
+"""The report's tables: the study's models, their differences to the reference, the
+ablations, the surface-distance conventions, the published numbers, per class, experiments.
 
 Every table is built twice (:class:`Table`): ``data`` holds the numbers at full precision
 (the CSV file), ``display`` the formatted cells a reader sees (Markdown and LaTeX), e.g.
-``"91.30 [90.10, 92.40] seeds; [88.00, 94.10] cases"``.
+``"91.30 [90.10, 92.40] seeds; [88.00, 94.10] cases"``. The builders read the data model
+(:class:`mtunet.report.model.Results`), so a change there shows in every table.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from mtunet.fileio import atomic_path, write_text
+from mtunet.report.formatting import METRIC_LABELS, baseline_label, fmt, fmt_p
 from mtunet.report.published import ACDC_ORDER, PUBLISHED, SYNAPSE_ORDER
-from mtunet.report.stats import significance
+from mtunet.report.results import Estimate, Results
 
 CLASS_ORDER = {"synapse": SYNAPSE_ORDER, "acdc": ACDC_ORDER}
-DATA_LABELS = {
-    "synthetic": "synthetic phantoms",
-    "raw": "real data (raw release)",
-    "release": "real data (preprocessed release)",
-}
-# Metric key of comparison.json -> (column label, higher is better).
-METRIC_LABELS: dict[str, tuple[str, bool]] = {
-    "dsc": ("DSC (%)", True),
-    "hd95": ("HD95 (vox)", False),
-    "hd95_monai": ("HD95 MONAI (vox)", False),
-    "nsd": ("NSD (%)", True),
-}
-ALPHA = 0.05
 
 
 @dataclass(frozen=True)
@@ -49,34 +35,7 @@ class Table:
     display: pd.DataFrame
 
 
-def data_label(source: Any) -> str:
-    """Human words for a metrics file's ``data_source``."""
-    return DATA_LABELS.get(str(source), f"unknown data source ({source})")
-
-
-def fmt(value: Any, digits: int = 2, signed: bool = False) -> str:
-    """Number with fixed decimals; ``-`` for missing / NaN; other values as text."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
-    if math.isnan(value):
-        return "-"
-    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
-
-
-def fmt_p(p: Any) -> str:
-    """A p-value for a table: three decimals, ``<0.001`` below, ``-`` when missing."""
-    if not _is_number(p):
-        return "-"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
-
-
-def class_order(metrics: dict[str, Any], dataset: str) -> list[str]:
+def class_order(metrics: Mapping[str, Any], dataset: str) -> list[str]:
     """This run's class names (background excluded), in the published column order.
 
     The metrics JSON has sorted keys, so the class-id order is lost there; known names follow
@@ -87,140 +46,51 @@ def class_order(metrics: dict[str, Any], dataset: str) -> list[str]:
     return known + [c for c in names if c not in known]
 
 
-def baseline_label(baseline: Mapping[str, Any]) -> str:
-    """Row label naming the rule and the split it was chosen on (never the test split)."""
-    rule, on = baseline.get("rule"), baseline.get("selected_on")
-    where = {"train": "training cases", "val": "validation cases"}.get(on or "")
-    return (
-        f"intensity threshold baseline ({rule}, chosen on {where})"
-        if where
-        else (f"intensity threshold baseline ({rule})")
-    )
-
-
-def overrides_text(overrides: Mapping[str, Any] | None) -> str:
-    """An ablation's change of the model section, e.g. ``gaussian=False``."""
-    return ", ".join(f"{k}={v}" for k, v in sorted((overrides or {}).items()))
-
-
-def variant_label(name: str, entry: Mapping[str, Any] | None) -> str:
-    """A model's name, or an ablation's name with what it changes: ``no_gaussian (gaussian=False)``."""
-    change = overrides_text((entry or {}).get("overrides"))
-    return f"{name} ({change})" if change else name
-
-
-def interval_text(stats: Mapping[str, Any] | None, digits: int = 2) -> str:
-    """Mean with its intervals: ``91.30 [90.10, 92.40] seeds; [88.00, 94.10] cases``.
-
-    ``seeds``: Student-t interval of the per-seed means (two seeds or more); ``cases``:
-    percentile bootstrap over test cases. Each is shown when the comparison has it.
-    """
-    if not stats or not _is_number(stats.get("mean")):
-        return "-"
-    parts = []
-    for key, word in (("seed_ci", "seeds"), ("case_ci", "cases")):
-        ci = stats.get(key)
-        if ci and all(_is_number(v) for v in ci):
-            parts.append(f"[{fmt(ci[0], digits)}, {fmt(ci[1], digits)}] {word}")
-    return fmt(stats["mean"], digits) + (" " + "; ".join(parts) if parts else "")
-
-
-def diff_text(row: Mapping[str, Any] | None, digits: int = 2) -> str:
-    """A paired difference with its interval: ``-1.20 [-3.00, 0.40]``."""
-    if not row or not _is_number(row.get("diff")):
-        return "-"
-    text = fmt(row["diff"], digits, signed=True)
-    if _is_number(row.get("ci_low")) and _is_number(row.get("ci_high")):
-        text += f" [{fmt(row['ci_low'], digits)}, {fmt(row['ci_high'], digits)}]"
-    return text
-
-
-def verdict(row: Mapping[str, Any] | None, higher_is_better: bool, alpha: float = ALPHA) -> str:
-    """Words for one comparison (variant minus reference), decided by the Holm-adjusted p.
-
-    ``"not significant"`` when ``p_holm >= alpha`` (or missing); otherwise the direction
-    of the mean difference and whether it is better: ``"significantly higher (better)"``.
-    The Wilcoxon test is about the typical difference, not the mean, so when it rejects but
-    the mean's interval includes 0 the words say so instead of claiming a direction.
-    """
-    if not row:
-        return "not significant"
-
-    def num(key: str) -> float:
-        return float(row[key]) if _is_number(row.get(key)) else math.nan
-
-    found = significance(num("diff"), num("ci_low"), num("ci_high"), num("p_holm"), alpha)
-    if found == "none":
-        return "not significant"
-    if found == "unclear":
-        return "significant by Wilcoxon, but the interval of the mean difference includes 0"
-    better = "better" if (found == "higher") == higher_is_better else "worse"
-    return f"significantly {found} ({better})"
-
-
-def _stats_columns(prefix: str, stats: Mapping[str, Any] | None) -> dict[str, Any]:
-    s = stats or {}
-    seed = s.get("seed_ci") or [None, None]
-    case = s.get("case_ci") or [None, None]
+def _stats_columns(prefix: str, est: Estimate) -> dict[str, Any]:
+    """The mean and both intervals' bounds as CSV columns ``<prefix>_seed_low`` ..."""
     return {
-        prefix: s.get("mean"),
-        f"{prefix}_seed_low": seed[0],
-        f"{prefix}_seed_high": seed[1],
-        f"{prefix}_case_low": case[0],
-        f"{prefix}_case_high": case[1],
+        prefix: est.mean,
+        f"{prefix}_seed_low": est.seeds.low if est.seeds else None,
+        f"{prefix}_seed_high": est.seeds.high if est.seeds else None,
+        f"{prefix}_case_low": est.cases.low if est.cases else None,
+        f"{prefix}_case_high": est.cases.high if est.cases else None,
     }
 
 
-def _comparison_row(rows: Sequence[Mapping[str, Any]] | None, variant: str) -> dict[str, Any]:
-    return next((dict(r) for r in rows or () if r.get("variant") == variant), {})
-
-
-def models_table(
-    comparison: Mapping[str, Any],
-    models: Sequence[str],
-    baseline: Mapping[str, Any] | None = None,
-) -> Table:
+def models_table(res: Results, baseline: Mapping[str, Any] | None = None) -> Table:
     """One row per model (reference first): size, mean DSC and HD95 with intervals, DSC per class.
 
     Args:
-        comparison: ``compare/<ds>/comparison.json``.
-        models: The models in row order.
+        res: The comparison.
         baseline: The intensity-only threshold baseline (``dsc``, ``per_class``), appended
             as a last row when given: the bar a model has to clear on the same data.
     """
-    classes = list(comparison.get("class_names") or [])
-    reference = comparison.get("reference")
+    classes = list(res.classes)
     data, shown = [], []
-    for name in models:
-        entry = comparison["variants"][name]
-        cx = entry.get("complexity") or {}
-        params = cx.get("params")
-        params_m = params / 1e6 if _is_number(params) else None
-        per_class = entry.get("per_class") or {}
-        dsc, hd95 = entry.get("dsc") or {}, entry.get("hd95") or {}
+    for name in res.models:
+        v = res.variants[name]
         data.append(
             {
                 "model": name,
-                "reference": name == reference,
-                "params_m": params_m,
-                "gflops": cx.get("gflops"),
-                "input": "x".join(str(v) for v in cx["input"]) if cx.get("input") else None,
-                **_stats_columns("dsc", dsc),
-                **_stats_columns("hd95", hd95),
-                "n_seeds": dsc.get("n_seeds"),
-                "n_cases": dsc.get("n_cases"),
-                **{f"dsc_{c}": ((per_class.get(c) or {}).get("dsc") or {}).get("mean")
-                   for c in classes},
+                "reference": name == res.reference,
+                "params_m": v.params_m,
+                "gflops": v.gflops,
+                "input": v.input,
+                **_stats_columns("dsc", v.dsc),
+                **_stats_columns("hd95", v.hd95),
+                "n_seeds": v.dsc.n_seeds,
+                "n_cases": v.dsc.n_cases,
+                **{f"dsc_{c}": v.per_class_dsc[c] for c in classes},
             }
-        )  # fmt: skip
+        )
         shown.append(
             {
-                "Model": f"{name} (reference)" if name == reference else name,
-                "Params (M)": fmt(params_m),
-                "GFLOPs": fmt(cx.get("gflops")),
-                "DSC (%)": interval_text(dsc),
-                "HD95 (vox)": interval_text(hd95),
-                **{c: fmt(data[-1][f"dsc_{c}"]) for c in classes},
+                "Model": f"{name} (reference)" if name == res.reference else name,
+                "Params (M)": fmt(v.params_m),
+                "GFLOPs": fmt(v.gflops),
+                "DSC (%)": v.dsc.text,
+                "HD95 (vox)": v.hd95.text,
+                **{c: fmt(v.per_class_dsc[c]) for c in classes},
             }
         )
     if baseline:
@@ -245,48 +115,40 @@ def models_table(
     return Table(data_df, shown_df)
 
 
-def _ci_label(comparison: Mapping[str, Any]) -> str:
-    return f"{round(100 * float(comparison.get('confidence') or 0.95))}% CI"
-
-
-def difference_table(comparison: Mapping[str, Any], group: str, variants: Sequence[str]) -> Table:
+def difference_table(res: Results, group: str, variants: Sequence[str]) -> Table:
     """Each variant of ``group`` (``models`` / ``ablations``) minus the reference, per metric.
 
     One row per variant and tested metric: the mean paired difference with its bootstrap
     interval, the Wilcoxon p-value, the Holm-adjusted p-value and the verdict in words.
     """
-    ci = _ci_label(comparison)
-    tests = (comparison.get("comparisons") or {}).get(group) or {}
-    variants_info = comparison.get("variants") or {}
+    ci = f"{res.level}% CI"
     data, shown = [], []
     for name in variants:
-        for metric, rows in tests.items():
-            row = _comparison_row(rows, name)
-            if not row:
+        for metric in res.tested_metrics(group):
+            d = res.difference(group, name, metric)
+            if d is None:
                 continue
-            label, higher = METRIC_LABELS.get(metric, (metric, True))
-            words = verdict(row, higher)
             data.append(
                 {
                     "variant": name,
                     "metric": metric,
-                    "diff": row.get("diff"),
-                    "ci_low": row.get("ci_low"),
-                    "ci_high": row.get("ci_high"),
-                    "p_value": row.get("p_value"),
-                    "p_holm": row.get("p_holm"),
-                    "n_cases": row.get("n"),
-                    "verdict": words,
+                    "diff": d.diff,
+                    "ci_low": d.interval.low,
+                    "ci_high": d.interval.high,
+                    "p_value": d.p_value,
+                    "p_holm": d.p_holm,
+                    "n_cases": d.n_cases,
+                    "verdict": d.verdict,
                 }
             )
             shown.append(
                 {
-                    "Model": variant_label(name, variants_info.get(name)),
-                    "Metric": label,
-                    f"Difference [{ci}]": diff_text(row),
-                    "Wilcoxon p": fmt_p(row.get("p_value")),
-                    "Holm p": fmt_p(row.get("p_holm")),
-                    "Verdict": words,
+                    "Model": res.variants[name].label if name in res.variants else name,
+                    "Metric": METRIC_LABELS.get(metric, (metric, True))[0],
+                    f"Difference [{ci}]": d.text,
+                    "Wilcoxon p": fmt_p(d.p_value),
+                    "Holm p": fmt_p(d.p_holm),
+                    "Verdict": d.verdict,
                 }
             )
     cols = ["variant", "metric", "diff", "ci_low", "ci_high", "p_value", "p_holm", "n_cases",
@@ -295,52 +157,51 @@ def difference_table(comparison: Mapping[str, Any], group: str, variants: Sequen
     return Table(pd.DataFrame(data, columns=cols), pd.DataFrame(shown, columns=heads))
 
 
-def ablation_table(comparison: Mapping[str, Any], full: str, ablations: Sequence[str]) -> Table:
+def ablation_table(res: Results) -> Table:
     """The paper's ablation table: the full model, then each ablation and its change.
 
-    DSC and HD95 with their intervals, the paired differences to ``full`` (the model the
-    comparison tested the ablations against) with their intervals, the Holm-adjusted p-values
-    and the verdict per metric.
+    DSC and HD95 with their intervals, the paired differences to the ablations' reference
+    (the model the comparison tested them against) with their intervals, the Holm-adjusted
+    p-values and the verdict per metric.
     """
-    ci = _ci_label(comparison)
-    variants = comparison["variants"]
-    tests = (comparison.get("comparisons") or {}).get("ablations") or {}
+    ci = f"{res.level}% CI"
+    full = res.ablation_reference
     # The ablations vary MT-UNet; a comparison made against another model says so.
     full_words = "full model" if full == "mtunet" else "the ablations' reference"
     data, shown = [], []
-    for name in [full, *ablations]:
-        entry = variants[name]
-        change = overrides_text(entry.get("overrides")) if name != full else ""
+    for name in [full, *res.ablations]:
+        v = res.variants[name]
+        change = v.change if name != full else ""
         row: dict[str, Any] = {
             "variant": name,
             "change": change or None,
-            **_stats_columns("dsc", entry.get("dsc")),
-            **_stats_columns("hd95", entry.get("hd95")),
+            **_stats_columns("dsc", v.dsc),
+            **_stats_columns("hd95", v.hd95),
         }
         cells: dict[str, str] = {
             "Variant": name if name != full else f"{name} ({full_words})",
             "Change": change or "(none)",
-            "DSC (%)": interval_text(entry.get("dsc")),
-            "HD95 (vox)": interval_text(entry.get("hd95")),
+            "DSC (%)": v.dsc.text,
+            "HD95 (vox)": v.hd95.text,
         }
         words, holm_p = [], []
         for metric in ("dsc", "hd95"):
-            test = _comparison_row(tests.get(metric), name) if name != full else {}
-            label, higher = METRIC_LABELS[metric]
+            d = res.difference("ablations", name, metric) if name != full else None
+            short = METRIC_LABELS[metric][0].split(" ")[0]
             row.update(
                 {
-                    f"{metric}_diff": test.get("diff"),
-                    f"{metric}_ci_low": test.get("ci_low"),
-                    f"{metric}_ci_high": test.get("ci_high"),
-                    f"{metric}_p_value": test.get("p_value"),
-                    f"{metric}_p_holm": test.get("p_holm"),
-                    f"{metric}_verdict": verdict(test, higher) if test else None,
+                    f"{metric}_diff": d.diff if d else None,
+                    f"{metric}_ci_low": d.interval.low if d else None,
+                    f"{metric}_ci_high": d.interval.high if d else None,
+                    f"{metric}_p_value": d.p_value if d else None,
+                    f"{metric}_p_holm": d.p_holm if d else None,
+                    f"{metric}_verdict": d.verdict if d else None,
                 }
             )
-            cells[f"Δ{label.split(' ')[0]} [{ci}]"] = diff_text(test)
-            if test:
-                words.append(f"{label.split(' ')[0]}: {row[f'{metric}_verdict']}")
-                holm_p.append(fmt_p(test.get("p_holm")))
+            cells[f"Δ{short} [{ci}]"] = d.text if d else "-"
+            if d:
+                words.append(f"{short}: {d.verdict}")
+                holm_p.append(fmt_p(d.p_holm))
         cells["Holm p (DSC / HD95)"] = " / ".join(holm_p) if holm_p else "-"
         cells["Verdict"] = "; ".join(words) if words else "-"
         data.append(row)
@@ -348,16 +209,14 @@ def ablation_table(comparison: Mapping[str, Any], full: str, ablations: Sequence
     return Table(pd.DataFrame(data), pd.DataFrame(shown))
 
 
-def surface_table(
-    comparison: Mapping[str, Any], variants: Sequence[str], nsd_label: str
-) -> Table | None:
+def surface_table(res: Results, nsd_label: str) -> Table | None:
     """Per variant: HD95 as medpy (published), HD95 as MONAI, normalised surface Dice.
 
     Returns None when the comparison has neither ``hd95_monai`` nor ``nsd`` (per-case tables
     from before these metrics were computed).
     """
-    entries = comparison["variants"]
-    metrics = [m for m in ("hd95", "hd95_monai", "nsd") if any(m in entries[v] for v in variants)]
+    variants = [res.variants[n] for n in [*res.models, *res.ablations]]
+    metrics = [m for m in ("hd95", "hd95_monai", "nsd") if any(m in v.estimates for v in variants)]
     if not {"hd95_monai", "nsd"} & set(metrics):
         return None
     heads = {
@@ -366,13 +225,12 @@ def surface_table(
         "nsd": f"NSD (%), {nsd_label}",
     }
     data, shown = [], []
-    for name in variants:
-        entry = entries[name]
-        row: dict[str, Any] = {"variant": name, "kind": entry.get("kind")}
-        cells = {"Model": variant_label(name, entry)}
+    for v in variants:
+        row: dict[str, Any] = {"variant": v.name, "kind": v.kind}
+        cells = {"Model": v.label}
         for m in metrics:
-            row.update(_stats_columns(m, entry.get(m)))
-            cells[heads[m]] = interval_text(entry.get(m))
+            row.update(_stats_columns(m, v.estimate(m)))
+            cells[heads[m]] = v.estimate(m).text
         data.append(row)
         shown.append(cells)
     return Table(pd.DataFrame(data), pd.DataFrame(shown))
@@ -413,7 +271,7 @@ def published_table(dataset: str, classes: Sequence[str] | None = None) -> Table
     return Table(data, shown)
 
 
-def per_class_table(dataset: str, metrics: dict[str, Any]) -> pd.DataFrame:
+def per_class_table(dataset: str, metrics: Mapping[str, Any]) -> pd.DataFrame:
     """This run per class: DSC %, HD95 in voxels and in mm (``-`` without spacing)."""
     per_class = metrics.get("per_class") or {}
     rows = []
@@ -433,121 +291,20 @@ def per_class_table(dataset: str, metrics: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["class", "dsc", "hd95", "hd95_mm"])
 
 
-def _cells(df: pd.DataFrame, digits: int, signed_cols: Sequence[str]) -> list[list[str]]:
-    out = []
-    for _, row in df.iterrows():
-        out.append(
-            [
-                fmt(None if _isna(v) else v, digits, signed=str(c) in signed_cols)
-                for c, v in row.items()
-            ]
-        )
-    return out
-
-
-def _isna(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
-
-
-def to_markdown(
-    df: pd.DataFrame,
-    headers: Sequence[str] | None = None,
-    digits: int = 2,
-    signed_cols: Sequence[str] = (),
-) -> str:
-    """A GitHub-flavoured Markdown table (numbers with ``digits`` decimals)."""
-    heads = [str(h) for h in (headers or df.columns)]
-    esc = [h.replace("|", "\\|") for h in heads]
-    lines = ["| " + " | ".join(esc) + " |", "|" + "---|" * len(heads)]
-    for cells in _cells(df, digits, signed_cols):
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-_LATEX_SPECIAL = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-    "Δ": r"$\Delta$",
-    "τ": r"$\tau$",
-}
-
-
-def latex_escape(text: str) -> str:
-    """Escape LaTeX special characters."""
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
-
-
-def to_latex(
-    df: pd.DataFrame,
-    caption: str,
-    label: str,
-    headers: Sequence[str] | None = None,
-    digits: int = 2,
-    signed_cols: Sequence[str] = (),
-) -> str:
-    """A booktabs ``table`` environment (needs ``\\usepackage{booktabs}``)."""
-    heads = [latex_escape(str(h)) for h in (headers or df.columns)]
-    numeric = [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
-    spec = "".join("r" if n else "l" for n in numeric)
-    lines = [
-        r"\begin{table}[t]",
-        r"\centering",
-        rf"\caption{{{latex_escape(caption)}}}",
-        rf"\label{{{label}}}",
-        rf"\begin{{tabular}}{{{spec}}}",
-        r"\toprule",
-        " & ".join(heads) + r" \\",
-        r"\midrule",
-    ]
-    for cells in _cells(df, digits, signed_cols):
-        lines.append(" & ".join(latex_escape(c) for c in cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
-
-
-def write_table(
-    df: pd.DataFrame,
-    out_dir: Path,
-    stem: str,
-    caption: str,
-    digits: int = 2,
-    signed_cols: Sequence[str] = (),
-    display: pd.DataFrame | None = None,
-) -> tuple[Path, Path]:
-    """Write ``<stem>.csv`` (``df``, full precision) and ``<stem>.tex`` under ``out_dir``.
-
-    Args:
-        df: The table's numbers; written to the CSV file as they are.
-        out_dir: Output folder.
-        stem: File name without suffix; the LaTeX label is ``tab:<stem>``.
-        caption: LaTeX caption.
-        digits: Decimals of the numbers in the LaTeX table.
-        signed_cols: Columns printed with a sign in the LaTeX table.
-        display: Formatted cells for the LaTeX table (its columns are the headers); ``df``
-            itself when None.
+def experiments_table(
+    rows: Sequence[Mapping[str, Any]], datasets: Sequence[str]
+) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """The experiment comparison (:func:`mtunet.report.experiments.comparison_rows`).
 
     Returns:
-        The CSV and LaTeX paths.
+        The table (``experiment, rev, changed_params`` and per dataset DSC, HD95 and their
+        deltas to the baseline), the reader's headers, and the delta columns (signed).
     """
-    csv_path = Path(out_dir) / f"{stem}.csv"
-    tex_path = Path(out_dir) / f"{stem}.tex"
-    with atomic_path(csv_path) as tmp:
-        df.to_csv(tmp, index=False, lineterminator="\n")
-    shown = df if display is None else display
-    write_text(
-        tex_path, to_latex(shown, caption, f"tab:{stem}", digits=digits, signed_cols=signed_cols)
-    )
-    return csv_path, tex_path
-
-
-def write_both(table: Table, out_dir: Path, stem: str, caption: str) -> tuple[Path, Path]:
-    """:func:`write_table` for a :class:`Table`: numbers to CSV, formatted cells to LaTeX."""
-    return write_table(table.data, out_dir, stem, caption, display=table.display)
+    cols = ["experiment", "rev", "changed_params"]
+    headers = ["Experiment", "Rev", "Changed params (vs baseline)"]
+    for ds in datasets:
+        cols += [f"{ds}_dsc", f"{ds}_dsc_delta", f"{ds}_hd95", f"{ds}_hd95_delta"]
+        headers += [f"{ds} DSC", "Δ DSC", f"{ds} HD95", "Δ HD95"]
+    df = pd.DataFrame(list(rows)).reindex(columns=cols)
+    df["changed_params"] = df["changed_params"].replace("", "(none)")
+    return df, headers, [c for c in cols if c.endswith("_delta")]

@@ -1,9 +1,8 @@
-"""build_report on a small fake study (2 models + 1 ablation, 2 seeds) inside a temporary git
-repo with a fake dvc exp ref; compare/<ds> is produced by the real compare stage code."""
+"""build_report on the small fake study of ``fake_study.py`` (2 models + 1 ablation, 2 seeds)
+inside a temporary git repo with a fake dvc exp ref."""
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import subprocess
@@ -15,231 +14,25 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from fake_study import (
+    COMPLEXITY,
+    N_CASES,
+    STUDY,
+    SYN,
+    build,
+    drop_optional_inputs,
+    git,
+    keep_one_model,
+)
 from scipy import stats
 
-from mtunet.comparison import run_comparison
-from mtunet.fileio import read_json, write_json
-from mtunet.metrics import case_metrics, summarize
 from mtunet.report.experiments import flatten, params_diff
+from mtunet.report.formatting import verdict
 from mtunet.report.published import PUBLISHED
 from mtunet.report.report import build_report, cases_needed, min_wilcoxon_p
-from mtunet.report.tables import interval_text, to_latex, to_markdown, verdict
-from mtunet.study import RunPaths, StudyConfig
-
-SYN = [
-    "background",
-    "aorta",
-    "gallbladder",
-    "kidney_left",
-    "kidney_right",
-    "liver",
-    "pancreas",
-    "spleen",
-    "stomach",
-]
-ACDC = ["background", "rv", "myo", "lv"]
-NAMES = {"synapse": SYN, "acdc": ACDC}
-# Synapse has the phantoms' 4 test cases (no test can reach p < 0.05); ACDC has 8.
-N_CASES = {"synapse": 4, "acdc": 8}
-STUDY_PARAMS: dict[str, Any] = {
-    "models": ["mtunet", "unet"],
-    "seeds": [1, 2],
-    "ablations": {"no_gaussian": {"gaussian": False}},
-    "n_bootstrap": 2000,
-}
-STUDY = StudyConfig.from_dict(STUDY_PARAMS)
-# Label noise per variant: mtunet is the best, unet the worst.
-NOISE = {"mtunet": 0.03, "unet": 0.3, "no_gaussian": 0.15}
-PARAMS: dict[str, Any] = {
-    "datasets": {"synapse": {}, "acdc": {}},
-    "model": {"win_size": 7, "width_mult": 0.25},
-    "train": {"epochs": 2, "lr": 0.0001},
-    "study": STUDY_PARAMS,
-    "report": {"max_qualitative": 2, "dpi": 40},
-}
-COMPLEXITY = {
-    "mtunet": {"params": 2_345_678, "gflops": 1.25, "input": [1, 1, 96, 96]},
-    "unet": {"params": 1_234_567, "gflops": 3.5, "input": [1, 1, 96, 96]},
-    "no_gaussian": {"params": 2_345_000, "gflops": 1.2, "input": [1, 1, 96, 96]},
-}
-
-
-def _git(repo: Path, *args: str) -> str:
-    out = subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return out.stdout.strip()
-
-
-def _per_case(ds: str, variant: str, seed: int, offset: int) -> pd.DataFrame:
-    """Per-case rows from case_metrics: the same ground truth for every run, noisier
-    predictions for worse variants."""
-    names = NAMES[ds]
-    nc = len(names)
-    ds_id = list(NAMES).index(ds)
-    rows = []
-    for c in range(N_CASES[ds]):
-        rng = np.random.default_rng([offset, ds_id, c])
-        gt = np.zeros((4, 24, 24), dtype=np.uint8)
-        for k in range(1, nc):
-            z, y, x = rng.integers(0, 3), rng.integers(2, 18), rng.integers(2, 18)
-            gt[z : z + 2, y : y + 5, x : x + 5] = k
-        prng = np.random.default_rng([offset, ds_id, c, list(NOISE).index(variant), seed])
-        noise = prng.random(gt.shape) < NOISE[variant]
-        pred = np.where(noise, prng.integers(0, nc, gt.shape), gt).astype(np.uint8)
-        for r in case_metrics(pred, gt, nc, spacing=(2.0, 0.8, 0.8), nsd_tolerance=2.0):
-            rows.append({"case": f"case{c:04d}", "class_name": names[r["class_id"]], **r})
-    return pd.DataFrame(rows)
-
-
-def _write_run(root: Path, ds: str, variant: str, seed: int, offset: int) -> None:
-    run = RunPaths(ds, variant, seed, root)
-    per_case = _per_case(ds, variant, seed, offset)
-    run.eval_dir.mkdir(parents=True, exist_ok=True)
-    per_case.to_csv(run.per_case, index=False)
-    selection = (
-        {"rule": "best_val", "epoch": 2, "val_dice": 0.5}
-        if ds == "acdc"
-        else {"rule": "last", "epoch": 2}
-    )
-    write_json(
-        run.metrics,
-        summarize(per_case, NAMES[ds], model_selection=selection, data_source="synthetic"),
-    )
-    first_ref = variant == "mtunet" and seed == STUDY.seeds[0]
-    if ds == "synapse":  # what training writes; ACDC's mtunet runs go without
-        info: dict[str, Any] = {"complexity": COMPLEXITY[variant]}
-        if first_ref:
-            info |= {
-                "train_config": {"optimizer": "adam", "lr": 0.001, "weight_decay": 1e-4,
-                                 "batch_size": 12, "epochs": 20, "poly_power": 0.9},
-                "model_config": {"img_size": [96, 96], "width_mult": 0.25, "win_size": 4,
-                                 "gaussian": True, "external_attention": True,
-                                 "attention": "local_global"},
-            }  # fmt: skip
-        write_json(run.train_info, info)
-    elif variant != "mtunet":
-        write_json(run.train_info, {"complexity": COMPLEXITY[variant]})
-    if not first_ref:
-        return
-    rng = np.random.default_rng(offset)
-    gt = np.zeros((3, 32, 32), dtype=np.uint8)
-    gt[:, 8:20, 8:20] = 1
-    gt[:, 10:14, 22:28] = 2
-    np.savez(
-        run.eval_dir / "qualitative.npz",
-        image=rng.random((3, 32, 32)).astype(np.float32),
-        gt=gt,
-        pred=np.roll(gt, 2, axis=2),
-        case=np.array(["a", "b", "c"]),
-        slice=np.array([1, 2, 3]),
-    )
-    plots = run.live_dir / "plots" / "metrics"
-    (plots / "train").mkdir(parents=True, exist_ok=True)
-    steps = np.arange(10)
-    pd.DataFrame({"timestamp": steps * 1000, "step": steps, "loss": 1.0 / (steps + 1)}).to_csv(
-        plots / "train" / "loss.tsv", sep="\t", index=False
-    )
-    pd.DataFrame({"step": steps, "lr": 1e-4 * (1 - steps / 10) ** 0.9}).to_csv(
-        plots / "train" / "lr.tsv", sep="\t", index=False
-    )
-    if ds == "acdc":
-        (plots / "val").mkdir(parents=True, exist_ok=True)
-        pd.DataFrame({"step": [4, 9], "dice": [0.3, 0.5]}).to_csv(
-            plots / "val" / "dice.tsv", sep="\t", index=False
-        )
-
-
-def _write_study(root: Path, offset: int) -> dict[str, dict[str, Any]]:
-    """Every run of both datasets, then the compare stage; returns the comparisons."""
-    out = {}
-    for ds in NAMES:
-        for variant in STUDY.variants:
-            for seed in STUDY.seeds:
-                _write_run(root, ds, variant, seed, offset)
-        baseline = (
-            {
-                "dsc": 12.5 + offset,
-                "rule": "balanced",
-                "selected_on": "train",
-                "per_class": {n: float(i) for i, n in enumerate(SYN[1:])},
-            }
-            if ds == "synapse"
-            else None
-        )
-        n = N_CASES[ds]
-        info = {
-            "class_names": NAMES[ds],
-            "splits": {
-                "train": {"cases": ["t1", "t2"], "slices": ["x.npz"] * 5},
-                "val": {"cases": ["v1"] if ds == "acdc" else [], "slices": []},
-                "test": {"cases": [f"case{c:04d}" for c in range(n)], "volumes": []},
-            },
-        }
-        run_comparison(
-            STUDY, ds, root, root / "compare" / ds, root / "metrics" / f"{ds}.json", baseline,
-            info, nsd_tolerance=2.0 if ds == "synapse" else None,
-        )  # fmt: skip
-        out[ds] = read_json(root / "compare" / ds / "comparison.json")
-    return out
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    root = tmp_path_factory.mktemp("template") / "repo"
-    root.mkdir()
-    _git(root, "init", "-q")
-    (root / "params.yaml").write_text(yaml.safe_dump(PARAMS))
-    _write_study(root, offset=1)
-    base = {ds: read_json(root / "metrics" / f"{ds}.json") for ds in NAMES}
-    _git(root, "add", "params.yaml", "metrics")
-    _git(root, "commit", "-q", "-m", "baseline")
-    head = _git(root, "rev-parse", "HEAD")
-
-    # A dvc-exp-like ref: a commit on top of HEAD with other params and metrics, HEAD unchanged.
-    exp_params = json.loads(json.dumps(PARAMS))
-    exp_params["model"]["win_size"] = 2
-    exp_metrics = json.loads(json.dumps(base["synapse"]))
-    exp_metrics["dsc"] = base["synapse"]["dsc"] + 5.0
-    exp_metrics["hd95"] = base["synapse"]["hd95"] - 1.5
-    (root / "params.yaml").write_text(yaml.safe_dump(exp_params))
-    write_json(root / "metrics" / "synapse.json", exp_metrics)
-    _git(root, "add", "params.yaml", "metrics")
-    tree = _git(root, "write-tree")
-    commit = _git(root, "commit-tree", tree, "-p", head, "-m", "exp")
-    _git(root, "update-ref", f"refs/exps/{head[:2]}/{head[2:]}/tidy-newt", commit)
-    _git(root, "update-ref", "refs/exps/celery/stash", commit)  # bookkeeping ref: ignored
-    _git(root, "reset", "-q", "HEAD")  # unstage; the workspace files are overwritten below
-
-    # Workspace = the study being reported: other lr, other runs.
-    ws_params = json.loads(json.dumps(PARAMS))
-    ws_params["train"]["lr"] = 0.001
-    (root / "params.yaml").write_text(yaml.safe_dump(ws_params))
-    comps = _write_study(root, offset=2)
-    ws = {ds: read_json(root / "metrics" / f"{ds}.json") for ds in NAMES}
-    return {"root": root, "base": base, "exp": exp_metrics, "ws": ws, "comp": comps, "head": head}
-
-
-@pytest.fixture
-def repo(template: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
-    """A fresh copy of the template study for each test (tests delete and rewrite files)."""
-    root = tmp_path / "repo"
-    shutil.copytree(template["root"], root, symlinks=True)
-    return {**template, "root": root}
-
-
-def _build(root: Path, **kw: Any) -> Path:
-    return build_report(
-        datasets=["synapse", "acdc"],
-        root=root,
-        params_path=root / "params.yaml",
-        out_dir=root / "reports",
-        repo_dir=root,
-        **kw,
-    )
+from mtunet.report.results import interval_text
+from mtunet.report.table_files import to_latex, to_markdown
+from mtunet.report.text import machine_text
 
 
 def _test_row(comp: dict[str, Any], group: str, metric: str, variant: str) -> dict[str, Any]:
@@ -248,7 +41,7 @@ def _test_row(comp: dict[str, Any], group: str, metric: str, variant: str) -> di
 
 def test_report_contents(repo: dict[str, Any]) -> None:
     root = repo["root"]
-    report = _build(root)
+    report = build(root)
     assert report == root / "reports" / "report.md"
     text = report.read_text()
     comp = repo["comp"]["synapse"]
@@ -318,7 +111,7 @@ def test_report_contents(repo: dict[str, Any]) -> None:
 
 def test_models_table_matches_comparison(repo: dict[str, Any]) -> None:
     root = repo["root"]
-    text = _build(root).read_text()
+    text = build(root).read_text()
     tables = root / "reports" / "tables"
     comp = repo["comp"]["synapse"]
     res = pd.read_csv(tables / "synapse_models.csv")
@@ -360,7 +153,7 @@ def test_models_table_matches_comparison(repo: dict[str, Any]) -> None:
 
 def test_difference_table_and_verdicts(repo: dict[str, Any]) -> None:
     root = repo["root"]
-    text = _build(root).read_text()
+    text = build(root).read_text()
     tables = root / "reports" / "tables"
     for ds in ("synapse", "acdc"):
         comp = repo["comp"][ds]
@@ -390,7 +183,7 @@ def test_difference_table_and_verdicts(repo: dict[str, Any]) -> None:
 
 def test_ablation_table(repo: dict[str, Any]) -> None:
     root = repo["root"]
-    text = _build(root).read_text()
+    text = build(root).read_text()
     comp = repo["comp"]["acdc"]
     abl = pd.read_csv(root / "reports" / "tables" / "acdc_ablations.csv")
     assert list(abl["variant"]) == ["mtunet", "no_gaussian"]
@@ -416,7 +209,7 @@ def test_ablation_table(repo: dict[str, Any]) -> None:
 
 def test_surface_conventions_table(repo: dict[str, Any]) -> None:
     root = repo["root"]
-    text = _build(root).read_text()
+    text = build(root).read_text()
     comp = repo["comp"]["synapse"]
     surf = pd.read_csv(root / "reports" / "tables" / "synapse_surface_metrics.csv")
     assert list(surf["variant"]) == ["mtunet", "unet", "no_gaussian"]
@@ -433,7 +226,7 @@ def test_surface_conventions_table(repo: dict[str, Any]) -> None:
 
 def test_published_table(repo: dict[str, Any]) -> None:
     root = repo["root"]
-    _build(root)
+    build(root)
     tables = root / "reports" / "tables"
     pub = pd.read_csv(tables / "synapse_published.csv").set_index("method")
     assert list(pub.index) == [r["method"] for r in PUBLISHED["synapse"]]
@@ -448,7 +241,7 @@ def test_published_table(repo: dict[str, Any]) -> None:
 
 def test_figure_data(repo: dict[str, Any]) -> None:
     root = repo["root"]
-    _build(root)
+    build(root)
     for ds in ("synapse", "acdc"):
         comp = repo["comp"][ds]
         scores = pd.read_csv(root / "reports" / "figures" / f"{ds}_dice_per_case.csv")
@@ -461,7 +254,7 @@ def test_figure_data(repo: dict[str, Any]) -> None:
 
 def test_report_tables_and_experiments(repo: dict[str, Any]) -> None:
     root = repo["root"]
-    _build(root)
+    build(root)
     tables = root / "reports" / "tables"
     for ds in ("synapse", "acdc"):
         for kind in ("models", "vs_reference", "ablations", "surface_metrics", "published",
@@ -496,7 +289,7 @@ def test_report_tables_and_experiments(repo: dict[str, Any]) -> None:
 
 
 def _short(repo: dict[str, Any]) -> str:
-    return _git(
+    return git(
         repo["root"],
         "rev-parse",
         "--short=7",
@@ -506,11 +299,11 @@ def _short(repo: dict[str, Any]) -> str:
 
 def test_report_is_deterministic(repo: dict[str, Any]) -> None:
     root = repo["root"]
-    _build(root)
+    build(root)
     first = {
         p.relative_to(root): p.read_bytes() for p in (root / "reports").rglob("*") if p.is_file()
     }
-    _build(root)
+    build(root)
     second = {
         p.relative_to(root): p.read_bytes() for p in (root / "reports").rglob("*") if p.is_file()
     }
@@ -520,18 +313,8 @@ def test_report_is_deterministic(repo: dict[str, Any]) -> None:
 
 def test_missing_optional_inputs_give_notes(repo: dict[str, Any]) -> None:
     root = repo["root"]
-    ref = RunPaths("acdc", "mtunet", 1, root)
-    (ref.eval_dir / "qualitative.npz").unlink()
-    (root / "compare" / "acdc" / "per_case.csv").unlink()
-    for p in RunPaths("synapse", "mtunet", 1, root).live_dir.rglob("*.tsv"):
-        p.unlink()
-    comp = read_json(root / "compare" / "acdc" / "comparison.json")
-    comp["dataset_info"] = {}
-    for entry in comp["variants"].values():  # an older comparison: no surface metrics
-        entry.pop("hd95_monai")
-        entry.pop("nsd")
-    write_json(root / "compare" / "acdc" / "comparison.json", comp)
-    text = _build(root).read_text()
+    drop_optional_inputs(root)
+    text = build(root).read_text()
     assert "## Notes" in text
     assert "qualitative slices" in text and "per-case table" in text
     assert "no DVCLive training logs" in text and "no surface-metric conventions table" in text
@@ -548,16 +331,16 @@ def test_missing_inputs_fail_clearly(repo: dict[str, Any]) -> None:
     root = repo["root"]
     (root / "compare" / "acdc" / "comparison.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"comparison of dataset 'acdc' not found"):
-        _build(root)
+        build(root)
     (root / "compare" / "acdc" / "comparison.json").write_text("{}")
     with pytest.raises(ValueError, match="not a comparison file"):
-        _build(root)
+        build(root)
     (root / "metrics" / "acdc.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"acdc\.json: metrics file for dataset 'acdc'"):
-        _build(root)
+        build(root)
     (root / "metrics" / "acdc.json").write_text("{}")
     with pytest.raises(ValueError, match="not a metrics file"):
-        _build(root)
+        build(root)
     with pytest.raises(ValueError, match="at least one dataset"):
         build_report([], root, root / "params.yaml", root / "reports")
 
@@ -568,11 +351,11 @@ def test_bad_report_params_fail_clearly(repo: dict[str, Any]) -> None:
     params["report"]["dpi"] = 5
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(ValueError, match=r"report.dpi: must lie in \[20, 600\]"):
-        _build(root)
+        build(root)
     params["report"] = {"colour": "red"}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(ValueError, match="report: unknown key"):
-        _build(root)
+        build(root)
 
 
 def test_no_git_repo_shows_workspace_only(repo: dict[str, Any], tmp_path: Path) -> None:
@@ -591,15 +374,7 @@ def test_no_git_repo_shows_workspace_only(repo: dict[str, Any], tmp_path: Path) 
 def test_single_model_study(repo: dict[str, Any]) -> None:
     """One model, one seed, no ablations: case intervals only, no comparison tables."""
     root = repo["root"]
-    comp = read_json(root / "compare" / "acdc" / "comparison.json")
-    entry = comp["variants"]["mtunet"]
-    entry["seeds"] = [1]
-    for stats_ in (entry["dsc"], entry["hd95"]):
-        stats_["seed_ci"], stats_["n_seeds"] = None, 1
-    comp["variants"] = {"mtunet": entry}
-    comp["comparisons"] = {"models": {}, "ablations": {}}
-    write_json(root / "compare" / "acdc" / "comparison.json", comp)
-    (root / "compare" / "acdc" / "per_case.csv").unlink()
+    entry = keep_one_model(root)
     text = build_report(["acdc"], root, root / "params.yaml", root / "reports", root).read_text()
     assert "The study has one model; there is nothing to compare it with." in text
     assert "### Ablations" not in text
@@ -656,15 +431,13 @@ def test_helpers() -> None:
 
 
 def test_machine_text_says_what_is_reproducible() -> None:
-    from mtunet.report.report import _machine_text
-
     machine = {"cpu": "Some CPU", "cores": 2, "torch": "2.13.0", "aten_capability": "AVX2"}
     portable = {"device": "cpu", "machine": machine, "train_config": {"cpu_kernels": "portable"}}
-    assert "portable AVX2 kernels" in _machine_text(portable)
-    assert "Some CPU, 2 cores" in _machine_text(portable)
+    assert "portable AVX2 kernels" in machine_text(portable)
+    assert "Some CPU, 2 cores" in machine_text(portable)
     native = {**portable, "machine": {**machine, "aten_capability": "AVX512"}}
-    assert "native AVX512 kernels" in _machine_text(native)
+    assert "native AVX512 kernels" in machine_text(native)
     # Asked for portable, but the process had computed before the pin: reported as native.
-    assert "native AVX512" in _machine_text({**native, "train_config": {"cpu_kernels": "portable"}})
-    assert "same GPU" in _machine_text({**portable, "device": "cuda:0"})
-    assert _machine_text(None) == "not recorded"
+    assert "native AVX512" in machine_text({**native, "train_config": {"cpu_kernels": "portable"}})
+    assert "same GPU" in machine_text({**portable, "device": "cuda:0"})
+    assert machine_text(None) == "not recorded"
