@@ -30,8 +30,10 @@ import numpy as np
 
 from mtunet.config import check, from_dict, to_dict
 from mtunet.data.common import (
+    FEW_MISSING,
     check_image,
     check_labels,
+    missing_cases_error,
     read_slice,
     read_volume,
     write_h5,
@@ -45,9 +47,6 @@ ACDC_TEST_PATIENTS: tuple[int, ...] = (
 )  # fmt: skip
 ACDC_ALL_PATIENTS: tuple[int, ...] = tuple(range(1, 101))
 ACDC_MAX_ID = 3
-#: Up to this many split patients absent from disk, an error suggests
-#: ``allow_missing_cases``; beyond it the data is more likely held in another arrangement.
-FEW_MISSING = 5
 
 _SLICE_NUMBER_RE = re.compile(r"(\d+)\.(?:npz|h5)$")
 
@@ -271,11 +270,7 @@ def cut_volume(
 def missing_patients_error(
     where: Path, missing: Sequence[int], wanted: int, found: str, layout: str
 ) -> FileNotFoundError:
-    """The error for split patients not on disk.
-
-    Only a few missing patients (at most :data:`FEW_MISSING`) get the advice to skip them;
-    more than that says what was found and how the layout should look instead, because
-    skipping would silently drop data that is most likely there in another arrangement.
+    """:func:`mtunet.data.common.missing_cases_error` for split patients not on disk.
 
     Args:
         where: The input folder.
@@ -284,17 +279,5 @@ def missing_patients_error(
         found: What is on disk, in words.
         layout: What the layout should look like, in words.
     """
-    names = [patient_name(m) for m in missing[:10]]
-    more = " ..." if len(missing) > 10 else ""
-    head = (
-        f"{where}: {len(missing)} patients {names}{more} are in the split but not on disk "
-        f"({len(missing)} of {wanted}); found {found}"
-    )
-    if len(missing) <= FEW_MISSING:
-        return FileNotFoundError(
-            f"{head}. Set allow_missing_cases: true to skip them (recorded in dataset.json "
-            "as source_info.missing_cases)."
-        )
-    return FileNotFoundError(
-        f"{head}. Too many to skip: check that raw_dir is the folder holding the data. {layout}"
-    )
+    names = [patient_name(m) for m in missing]
+    return missing_cases_error(where, names, wanted, found, layout, what="patients")

@@ -26,6 +26,11 @@ import numpy as np
 
 from mtunet.fileio import atomic_path
 
+#: Up to this many cases of a split absent from disk, an error suggests
+#: ``allow_missing_cases``; beyond it the data is more likely held in another arrangement,
+#: and skipping would silently drop most of it.
+FEW_MISSING = 5
+
 SYNAPSE_CLASSES: tuple[str, ...] = (
     "background",
     "aorta",
@@ -312,3 +317,34 @@ def check_same_shape(
             f"{image_path} and {label_path}: image shape {tuple(image_shape)} does not match "
             f"label shape {tuple(label_shape)}"
         )
+
+
+def missing_cases_error(
+    where: Path, names: list[str], wanted: int, found: str, layout: str, what: str = "cases"
+) -> FileNotFoundError:
+    """The error for cases of a split that are not on disk.
+
+    Only a few missing cases (at most :data:`FEW_MISSING`) get the advice to skip them; more
+    than that says what was found and how the layout should look instead.
+
+    Args:
+        where: The input folder.
+        names: Names of the split's cases not found, in order.
+        wanted: How many cases the split has.
+        found: What is on disk, in words.
+        layout: What the layout should look like, in words.
+        what: The word for a case (``"cases"``, ``"patients"``).
+    """
+    more = " ..." if len(names) > 10 else ""
+    head = (
+        f"{where}: {len(names)} {what} {names[:10]}{more} are in the split but not on disk "
+        f"({len(names)} of {wanted}); found {found}"
+    )
+    if len(names) <= FEW_MISSING:
+        return FileNotFoundError(
+            f"{head}. Set allow_missing_cases: true to skip them (recorded in dataset.json "
+            "as source_info.missing_cases)."
+        )
+    return FileNotFoundError(
+        f"{head}. Too many to skip: check that raw_dir is the folder holding the data. {layout}"
+    )

@@ -42,6 +42,7 @@ from mtunet.data.common import (
     check_image,
     check_labels,
     check_same_shape,
+    missing_cases_error,
     normalize,
     read_slice,
     read_volume,
@@ -60,6 +61,13 @@ from mtunet.data.manifest import (
     remove_stale,
     write_list,
     write_manifest,
+)
+
+#: What a raw Synapse folder holds (for errors that find something else).
+LAYOUT = (
+    "A raw Synapse folder holds RawData/Training/img/imgXXXX.nii.gz and "
+    "RawData/Training/label/labelXXXX.nii.gz (also .nii, or flat img/ and label/ folders), "
+    "XXXX the case number; the published split trains on 18 cases and tests on 12."
 )
 
 #: The published 18 training and 12 test cases (TransUNet and successors).
@@ -235,11 +243,9 @@ def _resolve_split(
     wanted = set(cfg.train_cases) | set(cfg.test_cases)
     missing = sorted(wanted - on_disk)
     if missing and not cfg.allow_missing_cases:
-        raise FileNotFoundError(
-            f"{raw_dir}: cases {[case_name(m) for m in missing[:10]]}"
-            f"{' ...' if len(missing) > 10 else ''} are in the split but not on "
-            "disk (expected img/imgXXXX.nii.gz and label/labelXXXX.nii.gz; set "
-            "allow_missing_cases: true to skip them)"
+        found = f"{len(on_disk)} cases with an image and a label"
+        raise missing_cases_error(
+            raw_dir, [case_name(m) for m in missing], len(wanted), found, LAYOUT
         )
     val = [c for c in cfg.val_cases if c in on_disk]
     train = [c for c in cfg.train_cases if c in on_disk and c not in cfg.val_cases]

@@ -280,3 +280,21 @@ def test_release_bad_label_values(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match=r"case0006_slice000\.npz: label values \[9\]"):
         preprocess("synapse", None, tmp_path / "release", tmp_path / "out")
+
+
+def test_many_missing_cases_say_what_was_found_not_skip(tmp_path: Path) -> None:
+    """Skipping is suggested for a few missing cases only; most of a split missing means the
+    folder is not what the reader expects, and the error says what it found and looks for."""
+    raw = tmp_path / "raw"
+    synapse_case(raw, 5)
+    synapse_case(raw, 1)
+    many = {**SMALL, "train_cases": [5, 6, 7, 9, 10, 21, 23], "test_cases": [1, 2, 3]}
+    with pytest.raises(FileNotFoundError) as err:
+        preprocess("synapse", many, raw, tmp_path / "out")
+    text = str(err.value)
+    assert "8 cases ['case0002', 'case0003', 'case0006'" in text and "(8 of 10)" in text
+    assert "found 2 cases with an image and a label" in text
+    assert "allow_missing_cases" not in text and "RawData/Training/img/imgXXXX.nii.gz" in text
+    few = {**SMALL, "train_cases": [5, 6], "test_cases": [1]}
+    with pytest.raises(FileNotFoundError, match=r"allow_missing_cases: true"):
+        preprocess("synapse", few, raw, tmp_path / "out")
