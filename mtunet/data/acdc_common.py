@@ -30,7 +30,6 @@ import numpy as np
 
 from mtunet.config import check, from_dict, to_dict
 from mtunet.data.common import (
-    FEW_MISSING,
     check_image,
     check_labels,
     missing_cases_error,

@@ -9,12 +9,8 @@ import numpy as np
 import pytest
 from acdc_layouts import h5_pair
 
-from mtunet.data.acdc_common import (
-    FEW_MISSING,
-    cut_volume,
-    missing_patients_error,
-    stack_slices,
-)
+from mtunet.data.acdc_common import cut_volume, missing_patients_error, stack_slices
+from mtunet.data.common import FEW_MISSING
 
 
 def _volume(depth: int = 12) -> tuple[np.ndarray, np.ndarray]:
