@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from mtunet.config import check, from_dict, to_dict
 from mtunet.fileio import atomic_path, write_json
 from mtunet.inference import DEVICE_RE, input_size, predict_volume, resolve_device
+from mtunet.numerics import CPU_KERNELS, CpuKernels, pin_cpu_kernels
 
 DATA_SOURCES = ("synthetic", "raw", "release")
 
@@ -50,6 +51,10 @@ class EvalConfig:
             learnt shape and position must clear. Written as ``threshold_baseline``.
         nsd_tolerance: Tolerance of the normalised surface Dice, in mm (in voxels for a
             volume without spacing).
+        cpu_kernels: The CPU kernel set the forward passes run on (``native``, ``portable``
+            or ``compatible``; :mod:`mtunet.numerics`), as for training: evaluation on two
+            machines gives the same predictions only on the kernels training used there.
+            Fixed at the process's first computation.
     """
 
     batch_size: int = 16
@@ -61,8 +66,14 @@ class EvalConfig:
     split: Literal["test", "val"] = "test"
     threshold_baseline: bool = True
     nsd_tolerance: float = 2.0
+    cpu_kernels: CpuKernels = "native"
 
     def __post_init__(self) -> None:
+        check(
+            self.cpu_kernels in CPU_KERNELS,
+            "cpu_kernels",
+            f"must be one of {list(CPU_KERNELS)}, got {self.cpu_kernels!r}",
+        )
         check(self.nsd_tolerance >= 0, "nsd_tolerance", f"must be >= 0, got {self.nsd_tolerance}")
         check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         check(
@@ -235,6 +246,7 @@ def evaluate(
 
     if not isinstance(cfg, EvalConfig):
         raise ValueError(f"cfg: expected an EvalConfig, got {type(cfg).__name__}")
+    pin_cpu_kernels(cfg.cpu_kernels)  # before the first computation, as training does
     if data_source is not None and data_source not in DATA_SOURCES:
         raise ValueError(f"data_source: must be one of {list(DATA_SOURCES)}, got {data_source!r}")
     ckpt = load_checkpoint(checkpoint_path, map_location="cpu")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -383,6 +384,28 @@ def test_missing_and_corrupt_checkpoint(study: dict[str, Path], tmp_path: Path) 
 def test_bad_config_type(study: dict[str, Path]) -> None:
     with pytest.raises(ValueError, match="cfg"):
         _run(study, {"batch_size": 2})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"cpu_kernels: must be one of \['native'"):
+        EvalConfig(cpu_kernels="fast")  # type: ignore[arg-type]
+
+
+def test_cpu_kernels_are_pinned_before_the_checkpoint_is_read(
+    study: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The forward passes run on the configured kernel set, chosen before any arithmetic."""
+    import mtunet.checkpoint
+    import mtunet.evaluation
+
+    calls: list[str] = []
+    monkeypatch.setattr(mtunet.evaluation, "pin_cpu_kernels", lambda mode: calls.append(mode))
+    load = mtunet.checkpoint.load_checkpoint
+
+    def loading(*args: Any, **kw: Any) -> Any:
+        calls.append("load")
+        return load(*args, **kw)
+
+    monkeypatch.setattr(mtunet.checkpoint, "load_checkpoint", loading)
+    _run(study, dataclasses.replace(CFG, cpu_kernels="compatible"))
+    assert calls[:2] == ["compatible", "load"]
 
 
 # --------------------------------------------------------------------------------------
