@@ -20,7 +20,9 @@ computation):
 1. ``trace``: one training step of the quick network (``params.yaml``'s ``model``, batch
    12) under ``TorchDispatchMode``, every ATen operator's inputs and outputs hashed, on this
    CPU and on the other vendor, per kernel set: the first operator that computes a
-   different result from identical inputs.
+   different result from identical inputs; and once more on the portable kernels with the
+   window attention through PyTorch's math path instead of the CPU flash-attention kernel
+   (what differs next when that kernel is routed around).
 2. ``train``: ``--epochs`` epochs of the quick training on the Synapse phantoms per kernel
    set and machine: the SHA-256 of the weights and the last loss.
 3. ``cost``: the training step (``mtunet.training.epoch.optimizer_step``, quick network at
@@ -107,8 +109,13 @@ def _flat(values: Any) -> list[Any]:
     return [values]
 
 
-def _trace_child(kernels: str) -> dict[str, Any]:
-    """One training step of the quick network, every operator's inputs and outputs hashed."""
+def _trace_child(kernels: str, attention: str = "flash") -> dict[str, Any]:
+    """One training step of the quick network, every operator's inputs and outputs hashed.
+
+    ``attention="math"`` runs the window attention through PyTorch's math path (its own
+    matrix products and softmax) instead of the CPU flash-attention kernel: what differs next
+    when that kernel is routed around.
+    """
     from mtunet.numerics import pin_cpu_kernels
 
     info = pin_cpu_kernels(kernels)  # type: ignore[arg-type]
@@ -139,7 +146,12 @@ def _trace_child(kernels: str) -> dict[str, Any]:
                 ops.append([name, shapes, inputs, [_digest(o) for o in _flat(out)]])
             return out
 
-    with Trace():
+    import contextlib
+
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    math = sdpa_kernel([SDPBackend.MATH]) if attention == "math" else contextlib.nullcontext()
+    with math, Trace():
         loss = loss_fn(model(x), y)
         loss.backward()
     return {"kernels": info["mode"], "mkl_branch": mkl_branch(), "ops": ops}
@@ -237,7 +249,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.child is not None:
         kind, kernels, *rest = args.child
         if kind == "trace":
-            out = _trace_child(kernels)
+            out = _trace_child(kernels, *rest)
         elif kind == "train":
             out = _train_child(kernels, Path(rest[0]), args.epochs)
         else:
@@ -288,14 +300,15 @@ def run_trace(sims: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
     """Part 1: per kernel set, the first operator that differs on the other vendor."""
     other = list(sims)[-1]
     traces = []
-    for kernels in KERNELS:
-        a = _spawn(["--child", "trace", kernels], sims["this CPU"])
-        b = _spawn(["--child", "trace", kernels], sims[other])
+    # The last row: the window attention through the math path, on the portable kernels.
+    for kernels, attention in [*((k, "flash") for k in KERNELS), ("portable", "math")]:
+        a = _spawn(["--child", "trace", kernels, attention], sims["this CPU"])
+        b = _spawn(["--child", "trace", kernels, attention], sims[other])
         diff = first_difference(a["ops"], b["ops"])
         branches = {"this CPU": a["mkl_branch"], other: b["mkl_branch"]}
-        traces.append({"kernels": kernels, "mkl_branch": branches, **diff})
-        print(f"trace {kernels}: {diff['ops_differing']} of {diff['ops']} ops differ; "
-              f"first: {diff['first']}", flush=True)  # fmt: skip
+        traces.append({"kernels": kernels, "attention": attention, "mkl_branch": branches, **diff})
+        print(f"trace {kernels}, {attention} attention: {diff['ops_differing']} of "
+              f"{diff['ops']} ops differ; first: {diff['first']}", flush=True)  # fmt: skip
     return traces
 
 

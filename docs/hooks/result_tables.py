@@ -33,19 +33,36 @@ def cpu_reproducibility(doc: Doc) -> str:
     )
 
 
+def shapes(input_shapes: list[list[int]]) -> str:
+    """``(48, 8, 16, 8) × 3`` or ``(384, 16, 16), (384, 16, 8)``: an operator's inputs."""
+    text = [f"({', '.join(map(str, s))})" for s in input_shapes]
+    if len(set(text)) == 1 and len(text) > 1:
+        return f"{text[0]} × {len(text)}"
+    return ", ".join(text)
+
+
 def cpu_reproducibility_trace(doc: Doc) -> str:
     """``cpu_reproducibility.json``: one training step traced operator by operator on this CPU
     and on the other vendor's MKL dispatch, per kernel set."""
-    header = ["kernels", "operators", "with a different output", "first to differ on equal inputs"]
+    header = [
+        "kernels",
+        "window attention",
+        "operators",
+        "with a different output",
+        "first to differ on equal inputs",
+    ]
     rows = []
     for t in doc["trace"]:
         first = t["first"]
         rows.append(
             [
                 f"`{t['kernels']}`",
+                {"flash": "CPU flash kernel", "math": "math path"}[t.get("attention", "flash")],
                 str(t["ops"]),
                 str(t["ops_differing"]),
-                f"`{first['op']}` (operator {first['index']})" if first else "none",
+                f"`{first['op']}` {shapes(first['input_shapes'])} (operator {first['index']})"
+                if first
+                else "none",
             ]
         )
     return markdown_table(header, rows)
