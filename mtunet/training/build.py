@@ -124,7 +124,7 @@ def build(spec: RunSpec) -> tuple[Components, dict[str, Any] | None]:
     loader = DataLoader(
         spec.train_set,
         batch_sampler=sampler,
-        num_workers=cfg.num_workers,
+        num_workers=cfg.loader_workers(device.type, info.world_size),
         pin_memory=cfg.pin_memory and device.type == "cuda",
         generator=loader_gen,
         worker_init_fn=seed_worker,
