@@ -9,6 +9,7 @@ One concern per module:
 * :mod:`~mtunet.scaleout.estimate`: per-stage times and list scheduling on N GPUs;
 * :mod:`~mtunet.scaleout.plan`: ``mtunet study plan``;
 * :mod:`~mtunet.scaleout.worker`: one stage's command inside a Ray task;
+* :mod:`~mtunet.scaleout.cluster`: starting or joining Ray, checking the nodes;
 * :mod:`~mtunet.scaleout.progress`: the launcher's progress lines;
 * :mod:`~mtunet.scaleout.runner`: ``mtunet study run``, the Ray driver.
 

@@ -186,10 +186,17 @@ class StudyRepo:
             return {DVC_ROOT: str(self.root), DVC_STAGE: name}
 
     def record(self, name: str) -> None:
-        """Record a stage whose command succeeded: ``dvc commit --force`` of that stage
-        (outputs to the cache, hashes to ``dvc.lock``)."""
-        with self._locked() as repo:
-            repo.commit(name, force=True)
+        """Record a stage whose command succeeded, as ``dvc commit --force`` of that stage
+        does (hashes of deps and outputs, outputs into the cache, the entry in ``dvc.lock``).
+
+        The stage object is used rather than a ``dvc commit`` target, which DVC would parse
+        as ``path:stage`` for a user model's name such as ``pkg.mod:build``.
+        """
+        with self._locked():
+            stage = self._stage(name)
+            stage.save()
+            stage.commit()
+            stage.dump(update_pipeline=False)
 
     def cache_dir(self) -> str | None:
         """The local DVC cache folder (None when the repository has none)."""

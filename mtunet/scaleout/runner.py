@@ -26,23 +26,25 @@ import signal
 import socket
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from mtunet.config import load_params
-from mtunet.fileio import read_json, write_text
+from mtunet.fileio import read_json
+from mtunet.scaleout.cluster import (
+    check_cluster,
+    check_shared_filesystem,
+    import_ray,
+    start_ray,
+)
 from mtunet.scaleout.estimate import Durations, Job, format_seconds, schedule
 from mtunet.scaleout.graph import StudyRepo, stale_stages
 from mtunet.scaleout.plan import train_epochs
 from mtunet.scaleout.progress import ProgressView
 from mtunet.scaleout.resources import ResourcesConfig, RunResources
-from mtunet.scaleout.worker import StageCommand, kill_group, probe, run_stage
+from mtunet.scaleout.worker import LOG_DIR, StageCommand, kill_group, run_stage
 
-INSTALL_HINT = 'Ray is not installed; install it with: pip install -e ".[ray]"'
-#: Where the stages' logs and records go, relative to the repository root.
-LOG_DIR = Path("logs") / "study"
 #: Exit status after Ctrl-C or SIGTERM.
 INTERRUPTED = 130
 
@@ -58,82 +60,27 @@ class StopFlag:
         self.signum = signum
 
 
-def import_ray() -> Any:
-    """The ``ray`` module, or RuntimeError with the install command."""
-    try:
-        import ray
-    except ImportError as exc:
-        raise RuntimeError(INSTALL_HINT) from exc
-    return ray
-
-
-def start_ray(ray: Any, address: str, num_cpus: int | None, num_gpus: float | None) -> None:
-    """Start a local Ray instance (``address="local"``) or join a cluster (``auto``, an
-    address, ``ray://host:port``)."""
-    if address != "local" and (num_cpus is not None or num_gpus is not None):
-        raise ValueError(
-            "--num-cpus/--num-gpus size a local Ray instance; a running cluster "
-            f"({address}) has its own resources (set them in `ray start`)"
-        )
-    kwargs: dict[str, Any] = {"log_to_driver": False}
-    if address == "local":
-        # The tasks pass no data, so a small object store will do.
-        kwargs.update(
-            num_cpus=num_cpus,
-            num_gpus=num_gpus,
-            include_dashboard=False,
-            object_store_memory=128 * 2**20,
-        )
-    ray.init(address=address, **kwargs)
-
-
-def check_cluster(ray: Any, resources: ResourcesConfig, gpus: float) -> None:
-    """Refuse resources no node has: Ray would wait for them for ever."""
-    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-    for kind in ("train", "evaluate", "other"):
-        res = resources.for_stage(kind, gpus)
-        fits = [
-            n for n in nodes if n.get("CPU", 0) >= res.cpus and n.get("GPU", 0) + 1e-9 >= res.gpus
-        ]
-        if not fits:
-            largest = max(nodes, key=lambda n: (n.get("GPU", 0), n.get("CPU", 0)), default={})
-            raise ValueError(
-                f"resources.{kind}: a run asks for {res.cpus} CPU(s) and {res.gpus:g} GPU(s), "
-                f"but the largest node has {largest.get('CPU', 0):g} CPU(s) and "
-                f"{largest.get('GPU', 0):g} GPU(s); lower resources.{kind} in params.yaml"
-            )
-
-
-def check_shared_filesystem(ray: Any, root: Path, cache_dir: str | None) -> None:
-    """Every live node must see this checkout and its DVC cache, and import ``mtunet``."""
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    token = uuid.uuid4().hex
-    token_path = root / LOG_DIR / ".probe"
-    if cache_dir:  # DVC creates it on first use; it must exist to be seen elsewhere
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    write_text(token_path, token)
-    task = ray.remote(probe)
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    refs = [
-        task.options(
-            num_cpus=0,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False),
-        ).remote(str(root), str(token_path), token, cache_dir)
-        for n in nodes
-    ]
-    problems: list[str] = []
-    for node, ref in zip(nodes, refs, strict=True):
+def cancel_tasks(ray: Any, running: dict[Any, Any]) -> None:
+    """Cancel Ray tasks running stages: first as Ctrl-C (the task kills its command's
+    process group), then by force; a command left on this node (its worker died before it
+    could clean up) has its process group killed from here."""
+    refs = list(running)
+    for ref in refs:
+        with contextlib.suppress(Exception):
+            ray.cancel(ref, force=False)
+    with contextlib.suppress(Exception):
+        ray.wait(refs, num_returns=len(refs), timeout=30.0)
+    for ref in refs:
+        with contextlib.suppress(Exception):
+            ray.cancel(ref, force=True)
+    host = socket.gethostname()
+    for run in running.values():
         try:
-            problems += ray.get(ref, timeout=300)
-        except Exception as exc:  # a node that cannot even import mtunet.scaleout
-            problems.append(f"{node.get('NodeManagerAddress')}: {type(exc).__name__}: {exc}")
-    token_path.unlink(missing_ok=True)
-    if problems:
-        raise RuntimeError(
-            "mtunet study run needs every Ray node to see the same checkout and DVC cache "
-            "(a shared filesystem) and to have the project installed:\n  " + "\n  ".join(problems)
-        )
+            rec = read_json(run.cmd.record)
+        except (OSError, ValueError):
+            continue
+        if rec.get("host") == host and rec.get("pgid") and rec.get("returncode") is None:
+            kill_group(int(rec["pgid"]), grace=2.0)
 
 
 @dataclass
@@ -316,29 +263,12 @@ class Launch:
         return f"{gpus}{self.cpus} CPU(s); logs in {LOG_DIR}/"
 
     def cancel(self, why: str) -> None:
-        """Cancel the running tasks; each kills its command's process group."""
-        refs = list(self.running)
-        for ref in refs:
-            with contextlib.suppress(Exception):
-                self.ray.cancel(ref, force=False)
-        with contextlib.suppress(Exception):
-            self.ray.wait(refs, num_returns=len(refs), timeout=30.0)
-        for ref in refs:
-            with contextlib.suppress(Exception):
-                self.ray.cancel(ref, force=True)
-        host = socket.gethostname()
-        for run in self.running.values():
-            # A command whose worker died before it could clean up, on this node.
-            try:
-                rec = read_json(run.cmd.record)
-            except (OSError, ValueError):
-                continue
-            if rec.get("host") == host and rec.get("pgid") and rec.get("returncode") is None:
-                kill_group(int(rec["pgid"]), grace=2.0)
+        """Cancel the running tasks (each kills its command's process group) and say so."""
         names = sorted(r.name for r in self.running.values())
+        cancel_tasks(self.ray, self.running)
         self.running.clear()
         print(
-            f"Interrupted ({why}): cancelled {len(names)} running stage(s) "
+            f"Interrupted ({why}): cancelled {len(names)} submitted stage(s) "
             f"({', '.join(names) or 'none'}); none of them was recorded. Run "
             "`mtunet study run` again to go on (trainings resume from last.pt).",
             file=self.view.stream,

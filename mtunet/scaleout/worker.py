@@ -27,6 +27,8 @@ from typing import Any
 
 from mtunet.fileio import write_json
 
+#: Where the stages' logs and records go, relative to the repository root.
+LOG_DIR = Path("logs") / "study"
 #: Seconds a cancelled command's process group gets between SIGTERM and SIGKILL.
 KILL_GRACE_SECONDS = 10.0
 
