@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from training_data import make_dataset
 
-from mtunet.checkpoint import load_checkpoint
+import mtunet.training.loop as loop
+from mtunet.checkpoint import load_checkpoint, save_checkpoint
 from mtunet.model import MTUNetConfig
 from mtunet.training import TrainConfig, train
 from mtunet.training.config import CPUS_ENV, MAX_AUTO_WORKERS, available_cpus
@@ -60,6 +61,72 @@ def test_the_same_run_twice_writes_the_same_model_pt_bytes(
         "loader_workers": 0,  # auto on the CPU
     }
     assert a["train_config"]["num_workers"] == "auto"
+
+
+def _payload(names: list[str]) -> dict[str, object]:
+    """A minimal checkpoint whose history keys are the strings in ``names``."""
+    import torch
+
+    return {
+        "format": "mtunet-checkpoint",
+        "version": 1,
+        "model_config": {"img_size": [32, 32]},
+        "train_config": {},
+        "data": {"class_names": ["background", "aorta"]},
+        "epoch": 1,
+        "global_step": 2,
+        "model": {"w": torch.arange(3.0)},
+        "selection": {"rule": "last"},
+        "history": [{names[0]: 1, "dice": {names[1]: 0.5}}, {names[0]: 2, "dice": {names[1]: 0.7}}],
+    }
+
+
+def test_equal_checkpoints_have_equal_bytes_whatever_their_strings_are(tmp_path: Path) -> None:
+    """Strings shared between records (built in this process) or not (read back from a
+    file) must not change the bytes: pickle shares objects by identity."""
+    shared = ["epoch", "aorta"]
+    fresh = ["".join(["ep", "och"]), "".join(["aor", "ta"])]
+    assert fresh[0] == shared[0] and fresh[0] is not shared[0]
+    a, b = _payload(shared), _payload(shared)
+    b["history"] = [  # the second record with strings of its own
+        b["history"][0],  # type: ignore[index]
+        {fresh[0]: 2, "dice": {fresh[1]: 0.7}},
+    ]
+    save_checkpoint(tmp_path / "a.pt", a)
+    save_checkpoint(tmp_path / "b.pt", b)
+    assert _sha(tmp_path / "a.pt") == _sha(tmp_path / "b.pt")
+    # Different content still gives different bytes.
+    b["history"][1]["dice"][fresh[1]] = 0.8  # type: ignore[index]
+    save_checkpoint(tmp_path / "c.pt", b)
+    assert _sha(tmp_path / "a.pt") != _sha(tmp_path / "c.pt")
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_a_resumed_run_writes_the_uninterrupted_model_pt_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = make_dataset(tmp_path / "data", n_train=6, n_val_volumes=1)  # best_val
+    train(_cfg(), MODEL, manifest, tmp_path / "full")
+    real, calls = loop.train_epoch, []
+
+    def killed_in_epoch_2(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:
+            raise _Killed
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(loop, "train_epoch", killed_in_epoch_2)
+        with pytest.raises(_Killed):
+            train(_cfg(), MODEL, manifest, tmp_path / "part")
+    assert load_checkpoint(tmp_path / "part" / "last.pt")["epoch"] == 1
+    res = train(_cfg(), MODEL, manifest, tmp_path / "part")
+    assert res["resumed_from_epoch"] == 1
+    assert _sha(tmp_path / "full" / "model.pt") == _sha(tmp_path / "part" / "model.pt")
 
 
 def test_num_workers_auto_leaves_the_main_process_a_core(monkeypatch: pytest.MonkeyPatch) -> None:
