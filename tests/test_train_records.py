@@ -13,7 +13,7 @@ import mtunet.training.loop as loop
 from mtunet.checkpoint import load_checkpoint, save_checkpoint
 from mtunet.model import MTUNetConfig
 from mtunet.training import TrainConfig, train
-from mtunet.training.config import CPUS_ENV, MAX_AUTO_WORKERS, available_cpus
+from mtunet.training.config import CPUS_ENV, MAX_AUTO_WORKERS, available_cpus, loader_workers
 
 MODEL = MTUNetConfig(width_mult=0.125, img_size=32)
 
@@ -131,20 +131,19 @@ def test_a_resumed_run_writes_the_uninterrupted_model_pt_bytes(
 
 def test_num_workers_auto_leaves_the_main_process_a_core(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
-    cfg = TrainConfig(num_workers="auto")
     monkeypatch.setenv(CPUS_ENV, "4")
-    assert cfg.loader_workers("cuda") == 3
-    assert cfg.loader_workers("mps") == 3
-    assert cfg.loader_workers("cpu") == 0  # workers would take the training threads' cores
-    assert cfg.loader_workers("cuda", processes=2) == 1  # 2 CPUs per process
+    assert loader_workers("auto", "cuda") == 3
+    assert loader_workers("auto", "mps") == 3
+    assert loader_workers("auto", "cpu") == 0  # workers would take the training threads' cores
+    assert loader_workers("auto", "cuda", processes=2) == 1  # 2 CPUs per process
     monkeypatch.setenv(CPUS_ENV, "1")
-    assert cfg.loader_workers("cuda") == 0
+    assert loader_workers("auto", "cuda") == 0
     monkeypatch.setenv(CPUS_ENV, "64")
-    assert cfg.loader_workers("cuda") == MAX_AUTO_WORKERS
+    assert loader_workers("auto", "cuda") == MAX_AUTO_WORKERS
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # torchrun: 8 processes on this machine
-    assert cfg.loader_workers("cuda", processes=16) == 7
+    assert loader_workers("auto", "cuda", processes=16) == 7
     # A number is taken as given, whatever the device.
-    assert TrainConfig(num_workers=2).loader_workers("cpu") == 2
+    assert loader_workers(2, "cpu") == 2
 
 
 def test_available_cpus_reads_the_allocation_then_the_affinity(

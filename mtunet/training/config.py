@@ -113,7 +113,7 @@ class TrainConfig:
             their vector width) or ``"compatible"`` (also the same bits on Intel and AMD,
             with slower matrix products); :mod:`mtunet.numerics`.
         num_workers: DataLoader worker processes (0 loads in the main process), or
-            ``"auto"`` (:meth:`loader_workers`): on a GPU (CUDA or MPS) one worker per CPU
+            ``"auto"`` (:func:`loader_workers`): on a GPU (CUDA or MPS) one worker per CPU
             the process has beyond its own core, at most :data:`MAX_AUTO_WORKERS`; on the CPU
             none, since there every worker takes a core from the training threads.
         pin_memory: Pinned host memory for the batches (CUDA only).
@@ -267,24 +267,6 @@ class TrainConfig:
         values["momentum"] = momentum
         return dataclasses.replace(self, **values)
 
-    def loader_workers(self, device_type: str, processes: int = 1) -> int:
-        """The DataLoader workers of one of ``processes`` training processes on ``device_type``.
-
-        A number is taken as given. ``"auto"`` on ``"cpu"`` is 0: the training threads use
-        every core, and a worker takes one of them (README, "Training loop speed": 0.63x with
-        one worker on 2 cores), while loading in the main process costs a few per cent of a
-        step. On a GPU, the process's share of :func:`available_cpus` less one core for the
-        process itself (which queues the GPU's work), at most :data:`MAX_AUTO_WORKERS`.
-        """
-        if self.num_workers != "auto":
-            return int(self.num_workers)
-        if device_type == "cpu":
-            return 0
-        # torchrun says how many processes share this machine; else all of them do.
-        local = os.environ.get("LOCAL_WORLD_SIZE", "")
-        share = available_cpus() // max(1, int(local) if local.isdigit() else processes)
-        return max(0, min(MAX_AUTO_WORKERS, share - 1))
-
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, where: str = "train") -> TrainConfig:
         """Build from a ``params.yaml`` section; unknown keys and bad types raise ValueError."""
@@ -293,3 +275,22 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples as lists); ``from_dict`` inverts it."""
         return to_dict(self)
+
+
+def loader_workers(num_workers: int | str, device_type: str, processes: int = 1) -> int:
+    """The DataLoader workers of one of ``processes`` training processes on ``device_type``.
+
+    A number (``train.num_workers``) is taken as given. ``"auto"`` on ``"cpu"`` is 0: the
+    training threads use every core, and a worker takes one of them (README, "Training loop
+    speed": 0.63x with one worker on 2 cores), while loading in the main process costs a few
+    per cent of a step. On a GPU, the process's share of :func:`available_cpus` less one core
+    for the process itself (which queues the GPU's work), at most :data:`MAX_AUTO_WORKERS`.
+    """
+    if num_workers != "auto":
+        return int(num_workers)
+    if device_type == "cpu":
+        return 0
+    # torchrun says how many processes share this machine; else all of them do.
+    local = os.environ.get("LOCAL_WORLD_SIZE", "")
+    share = available_cpus() // max(1, int(local) if local.isdigit() else processes)
+    return max(0, min(MAX_AUTO_WORKERS, share - 1))
