@@ -22,6 +22,7 @@ validation weights); ``model.pt`` (the selected weights, for inference) has
 from __future__ import annotations
 
 import os
+import sys
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -93,8 +94,28 @@ def _check_plain(obj: Any, where: str) -> None:
     )
 
 
+def canonical(obj: Any) -> Any:
+    """``obj`` with every string interned and every dict, list and tuple rebuilt.
+
+    Pickle shares an object it meets twice by identity, not by value, so the same checkpoint
+    would be written with other bytes when some of its strings were read back from an earlier
+    file (a resumed run's history) instead of being built in this process. With every equal
+    string one object and no container shared, the bytes depend on the content only, and a
+    resumed run's ``model.pt`` is the uninterrupted run's, byte for byte.
+    """
+    kind = type(obj)
+    if kind is str:
+        return sys.intern(obj)
+    if kind in (dict, OrderedDict):
+        return kind((canonical(k), canonical(v)) for k, v in obj.items())
+    if kind in (list, tuple):
+        return kind(canonical(v) for v in obj)
+    return obj
+
+
 def save_checkpoint(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> Path:
-    """Write ``payload`` to ``path`` atomically (temporary file, then rename).
+    """Write ``payload`` to ``path`` atomically (temporary file, then rename); the same
+    content always gives the same bytes (:func:`canonical`).
 
     Args:
         path: Destination, e.g. ``models/synapse/last.pt``.
@@ -111,7 +132,7 @@ def save_checkpoint(path: str | os.PathLike[str], payload: Mapping[str, Any]) ->
     _validate(payload, str(target))
     _check_plain(dict(payload), str(target))
     with atomic_path(target) as tmp, open(tmp, "wb") as fh:
-        torch.save(dict(payload), fh)
+        torch.save(canonical(dict(payload)), fh)
     return target
 
 

@@ -9,14 +9,18 @@ Examples::
     mtunet compare synapse             # intervals and paired tests over the study's runs
     mtunet report
     mtunet predict --checkpoint models/synapse/model.pt --input scan.nii.gz --output seg.nii.gz
+    mtunet study plan --gpus 8         # the stages, their status and a wall-time estimate
+    mtunet study run                   # the stale stages as Ray tasks (pip install -e ".[ray]")
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mtunet import stages
 
@@ -65,13 +69,97 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--batch-size", type=int, default=16, help="slices per forward pass")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    _study_parser(sub)
     return parser
+
+
+def _study_parser(sub: Any) -> None:
+    """``mtunet study run`` and ``mtunet study plan`` (docs/scale-out.md)."""
+    study = sub.add_parser("study", help="the whole study: run it with Ray, or plan it")
+    actions = study.add_subparsers(dest="action", required=True)
+    run = actions.add_parser(
+        "run", help="run every stale stage of dvc.yaml as a Ray task, as many at once as fit"
+    )
+    run.add_argument(
+        "--address",
+        default="local",
+        help="'local' (default) starts a Ray instance here; 'auto' or ray://host:port joins one",
+    )
+    run.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local instance")
+    run.add_argument("--num-gpus", type=float, default=None, help="GPUs of a local instance")
+    run.add_argument(
+        "--max-retries", type=int, default=0, help="retries of a failed stage (default 0)"
+    )
+    plan = actions.add_parser(
+        "plan", help="the stages, their status and the wall time on N GPUs; starts nothing"
+    )
+    plan.add_argument("--gpus", type=int, default=1, help="GPUs to plan for (0: CPU runs only)")
+    plan.add_argument(
+        "--cpus", type=int, default=None, help="CPUs to plan for (default: this machine's)"
+    )
+    plan.add_argument(
+        "--epoch-seconds",
+        action="append",
+        default=[],
+        metavar="[DATASET=]S",
+        help="per-epoch time of the training runs, for every dataset or one (repeatable); "
+        "default: measured on finished runs",
+    )
+
+
+def _epoch_seconds(values: list[str]) -> dict[str, float]:
+    """``["9.4", "acdc=5.5"]`` -> ``{"*": 9.4, "acdc": 5.5}``."""
+    out: dict[str, float] = {}
+    for value in values:
+        key, _, number = value.rpartition("=")
+        if key and key not in stages.DATASETS:
+            raise ValueError(f"--epoch-seconds: unknown dataset {key!r} in {value!r}")
+        try:
+            seconds = float(number)
+        except ValueError:
+            raise ValueError(
+                f"--epoch-seconds: expected [DATASET=]SECONDS, got {value!r}"
+            ) from None
+        if not seconds > 0:
+            raise ValueError(f"--epoch-seconds: must be > 0, got {value!r}")
+        out[key or "*"] = seconds
+    return out
+
+
+def _study(args: argparse.Namespace) -> int:
+    from dvc.exceptions import NotDvcRepoError
+    from dvc.repo import Repo
+
+    try:
+        root = Path(Repo.find_root())
+    except NotDvcRepoError as exc:
+        raise ValueError(f"{Path.cwd()}: not inside a DVC repository ({exc})") from exc
+    if args.action == "plan":
+        from mtunet.scaleout.plan import run_plan
+
+        cpus = args.cpus if args.cpus is not None else (os.cpu_count() or 1)
+        if args.gpus < 0 or cpus < 1:
+            raise ValueError(f"--gpus must be >= 0 and --cpus >= 1, got {args.gpus}, {cpus}")
+        print(run_plan(root, args.gpus, cpus, _epoch_seconds(args.epoch_seconds)))
+        return 0
+    from mtunet.scaleout.runner import run_study
+
+    return run_study(root, args.address, args.num_cpus, args.num_gpus, args.max_retries)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
+        if args.command == "study":
+            from dvc.exceptions import DvcException
+
+            try:
+                return _study(args)
+            # Ray missing, a locked repository, an unshared node, a dvc.yaml DVC cannot read
+            except (RuntimeError, DvcException) as exc:
+                print(f"mtunet study {args.action}: error: {exc}", file=sys.stderr)
+                return 2
         if args.command == "predict":
             from mtunet.inference import predict_file
 

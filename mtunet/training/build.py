@@ -19,7 +19,7 @@ from torch import nn
 
 from mtunet import distributed as mdist
 from mtunet.losses import CEDiceLoss
-from mtunet.training.config import TrainConfig
+from mtunet.training.config import TrainConfig, loader_workers
 from mtunet.training.spec import RunSpec
 from mtunet.training.state import find_resume
 
@@ -124,7 +124,7 @@ def build(spec: RunSpec) -> tuple[Components, dict[str, Any] | None]:
     loader = DataLoader(
         spec.train_set,
         batch_sampler=sampler,
-        num_workers=cfg.num_workers,
+        num_workers=loader_workers(cfg.num_workers, device.type, info.world_size),
         pin_memory=cfg.pin_memory and device.type == "cuda",
         generator=loader_gen,
         worker_init_fn=seed_worker,

@@ -9,6 +9,7 @@ writes files.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -19,6 +20,7 @@ from mtunet.checkpoint import save_checkpoint
 from mtunet.fileio import write_json
 from mtunet.numerics import kernel_record
 from mtunet.training.build import Components, build
+from mtunet.training.config import available_cpus
 from mtunet.training.epoch import train_epoch
 from mtunet.training.live import log_epoch, open_live
 from mtunet.training.progress import Progress
@@ -235,6 +237,7 @@ def _run_record(
         "world_size": info.world_size,
         "batch_size_per_process": spec.local_batch,
         "device": str(spec.device),
+        "resources": _resources_record(spec, parts),
         "bf16": spec.amp_dtype is not None,
         "resumed_from_epoch": progress.resumed_from,
         "history": progress.history,
@@ -242,4 +245,17 @@ def _run_record(
         "torch_version": str(torch.__version__),
         "machine": kernel_record(),
         "final_epoch_loss": progress.history[-1]["loss"] if progress.history else None,
+    }
+
+
+def _resources_record(spec: RunSpec, parts: Components) -> dict[str, Any]:
+    """What the run had: the GPUs it saw, its GPU's name, CPUs, threads and loader workers."""
+    device = spec.device
+    return {
+        # Unset: every GPU of the machine was visible; "" : none was.
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "cpus": available_cpus(),
+        "torch_threads": torch.get_num_threads(),
+        "loader_workers": parts.loader.num_workers,
     }

@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Per-epoch history entries that measure time: in ``last.pt`` and ``train.json``, never in
+#: ``model.pt``.
+WALL_CLOCK_KEYS = ("train_seconds",)
+
 
 # --------------------------------------------------------------------------------------
 # Finding a resumable last.pt
@@ -161,7 +165,7 @@ def checkpoint_payload(
     """A checkpoint dict (:mod:`mtunet.checkpoint` format).
 
     ``full`` for ``last.pt``: with the optimizer state, ``rng`` and the best weights;
-    ``model.pt`` stores none of the three.
+    ``model.pt`` stores none of the three, nor the per-epoch wall-clock times.
     """
     return {
         "format": "mtunet-checkpoint",
@@ -180,6 +184,11 @@ def checkpoint_payload(
         "rng": rng if full else None,
         "selection": selection,
         "best": {"epoch": progress.best_epoch, "val_dice": progress.best_dice},
-        "history": [dict(h) for h in progress.history],
+        # model.pt keeps no wall-clock time, so the same run gives the same bytes (and
+        # the same DVC hashes downstream); last.pt keeps it for train.json after a resume.
+        "history": [
+            {k: v for k, v in h.items() if full or k not in WALL_CLOCK_KEYS}
+            for h in progress.history
+        ],
         "torch_version": str(torch.__version__),
     }
