@@ -91,7 +91,8 @@ def _check_record(rec: dict, kind: str, n: int, confidence: float) -> None:
     assert rec["confidence"] == pytest.approx(confidence)
     assert set(rec["coverage"]) == {"tight", "skewed", "bimodal"}
     assert all(0.0 <= v <= 1.0 for v in rec["coverage"].values())
-    assert set(rec["target"]) == ({"tight", "skewed"} if n >= 20 else {"tight"})
+    assert set(rec["target"]) == {"tight", "skewed"}
+    assert rec["required"] == (["tight", "skewed"] if n >= 20 else ["tight"])
     assert rec["target_met"] == {f: rec["coverage"][f] >= t for f, t in rec["target"].items()}
     assert rec["below_target"] == (not all(rec["target_met"].values()))
     assert rec["n_studies"] == 300

@@ -115,8 +115,10 @@ def test_coverage_at_and_records() -> None:
     assert a == coverage_at("mean", 8, "t", 0.95, n_studies=300, seed=1)
     assert set(a["coverage_by_scenario"]) == {"tight", "skewed", "bimodal"}
     assert a["coverage"] == a["coverage_by_scenario"]
-    assert a["target"] == {"tight": pytest.approx(0.93)}
-    assert a["below_target"] == (a["coverage"]["tight"] < 0.93)
+    assert a["target"] == {"tight": pytest.approx(0.93), "skewed": pytest.approx(0.90)}
+    assert a["required"] == ["tight"]
+    # At 8 cases no method reaches 90 % on failure-prone scores: flagged, not required.
+    assert a["target_met"]["skewed"] is False and a["below_target"] is True
     d = coverage_at("difference", 20, "t", 0.975, n_studies=300)
     assert len(d["coverage_by_scenario"]) == 6  # equal and shifted per family: the worst
     assert d["coverage"]["skewed"] == min(
