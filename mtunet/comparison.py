@@ -191,7 +191,7 @@ def compare_to_reference(
     ref = seed_case_table(scores, reference, scale)
     m = len(variants)
     level = adjusted_confidence(study.confidence, m)
-    alpha = 1.0 - study.confidence
+    alpha = round(1.0 - study.confidence, 12)
     rows: list[dict[str, Any]] = []
     for variant in variants:
         other = seed_case_table(scores, variant, scale)
@@ -308,7 +308,7 @@ def build_comparison(study: StudyConfig, dataset: str, root: Path) -> tuple[dict
         "ablation_reference": "mtunet" if ablations else None,
         "class_names": class_names,
         "confidence": study.confidence,
-        "alpha": 1.0 - study.confidence,
+        "alpha": round(1.0 - study.confidence, 12),
         "adjustment": "bonferroni",
         "n_bootstrap": study.n_bootstrap,
         "interval_methods": {k: [list(r) for r in v] for k, v in TABLES.items()},

@@ -89,6 +89,13 @@ def t_bounds(data: np.ndarray, confidence: float) -> Interval:
     return mean - half, mean + half
 
 
+def order_statistic(q: float, size: int) -> int:
+    """0-based index of the ``q`` quantile among ``size`` sorted values: the smallest value
+    whose empirical CDF reaches ``q`` (the ``ceil(q * size)``-th; ``q * size`` within 1e-9 of
+    an integer counts as that integer, so 0.025 * 2000 gives the 50th, not the 51st)."""
+    return min(size - 1, max(0, math.ceil(q * size - 1e-9) - 1))
+
+
 def bootstrap_t_bounds(
     data: np.ndarray, confidence: float, n_resamples: int, rng: np.random.Generator
 ) -> Interval:
@@ -97,9 +104,10 @@ def bootstrap_t_bounds(
     For resample ``b`` of sample ``s`` (cases drawn with replacement; one index draw of
     shape (batch, n) per step, shared by all samples): ``t*_b = (mean*_b - mean) / se*_b``
     with ``se = std(ddof=1) / sqrt(n)``. The interval is ``[mean - q_{1-a/2} · se,
-    mean - q_{a/2} · se]`` with ``q`` order statistics of ``t*`` (``numpy.quantile``'s
-    ``inverted_cdf``, so infinite ``t*`` from resamples with no spread stay usable:
-    such a resample gives ``±inf``, or 0 when its mean equals the sample's).
+    mean - q_{a/2} · se]`` with ``q`` order statistics of ``t*`` (:func:`order_statistic`;
+    no interpolation, so the infinite ``t*`` of resamples with no spread stay usable: such a
+    resample gives ``±inf``, or 0 when its mean equals the sample's, and a quantile that falls
+    among them leaves the interval unbounded on that side).
 
     Args:
         data: (S, n) values.
@@ -127,8 +135,10 @@ def bootstrap_t_bounds(
         with np.errstate(divide="ignore", invalid="ignore"):
             t_b = (m_b - mean[:, None]) / se_b
         t_star[:, start:stop] = np.where(np.isnan(t_b), 0.0, t_b)
+    t_star.sort(axis=1)
     tail = (1.0 - confidence) / 2.0
-    q_low, q_high = np.quantile(t_star, [tail, 1.0 - tail], axis=1, method="inverted_cdf")
+    q_low = t_star[:, order_statistic(tail, n_resamples)]
+    q_high = t_star[:, order_statistic(1.0 - tail, n_resamples)]
     with np.errstate(invalid="ignore"):
         low, high = mean - q_high * se, mean - q_low * se
     low[flat], high[flat] = mean[flat], mean[flat]  # no spread (inf * 0 above): the value
