@@ -14,10 +14,18 @@ Stage ``compare@<ds>`` reads each run's ``eval/<ds>/<variant>/seed<k>/per_case.c
 A case's score is the mean over foreground classes of that case (NaN entries left out), the
 published tables' mean; the dataset's score is the mean over cases. Intervals (level
 ``study.confidence``): over seeds, a Student-t interval of the per-seed means (two seeds or
-more); over test cases, a percentile bootstrap of the seed-averaged case scores. Comparisons
-pair the seed-averaged case scores of a variant and of the reference: the mean difference with
-its bootstrap interval and a Wilcoxon signed-rank p-value, Holm-corrected within each table
-(models; ablations) and metric.
+more); over test cases, the interval of the seed-averaged case scores by the method
+:mod:`mtunet.report.choice` gives for that number of cases. Comparisons pair a variant and
+the reference on the cases both scored in every seed: the mean difference with its t interval
+(with several seeds, over seeds and cases) and that interval's own p-value. Within each table
+(models; ablations) and metric the m comparisons are corrected by Bonferroni: each interval is
+drawn at level ``1 - alpha / m`` and a difference is significant exactly when that interval
+excludes 0 (Holm would reject more, but has no intervals that agree with its decisions).
+
+Every interval carries a record of its method, number of cases (or seeds), level and its
+coverage simulated at exactly that n and method (:func:`mtunet.report.choice.coverage_at`, on
+the tight, skewed and bimodal Dice-like scenarios of :mod:`mtunet.report.coverage`), with the
+coverage targets and a flag when it falls below one.
 """
 
 from __future__ import annotations
@@ -30,7 +38,20 @@ import numpy as np
 import pandas as pd
 
 from mtunet.fileio import atomic_path, read_json, write_json
-from mtunet.report.stats import bootstrap_interval, holm, paired_difference, t_interval
+from mtunet.report.choice import (
+    TABLES,
+    coverage_settings,
+    interval_record,
+    seed_interval_record,
+)
+from mtunet.report.stats import (
+    adjusted_confidence,
+    bonferroni,
+    case_interval,
+    paired_difference,
+    significance,
+    t_interval,
+)
 from mtunet.study import RunPaths, StudyConfig, study_runs
 
 # Metric column -> (name in the JSON, scale to its unit).
@@ -81,14 +102,37 @@ def _finite(values: np.ndarray) -> np.ndarray:
     return values[np.isfinite(values)]
 
 
+def _bounds(low: float, high: float) -> list[float] | None:
+    """``[low, high]``, or None when a bound is not finite (no usable interval)."""
+    return [float(low), float(high)] if np.isfinite([low, high]).all() else None
+
+
+def _record(
+    kind: str, n: int, method: str, confidence: float, study: StudyConfig, seeds: int = 1
+) -> dict[str, Any]:
+    """:func:`mtunet.report.choice.interval_record` with the study's simulation settings."""
+    return interval_record(
+        kind,  # type: ignore[arg-type]
+        n,
+        method,
+        confidence,
+        seeds,
+        study.coverage_studies,
+        study.coverage_resamples,
+        study.bootstrap_seed,
+    )
+
+
 def describe_scores(
     scores: pd.DataFrame, variant: str, study: StudyConfig, scale: float
 ) -> dict[str, Any]:
     """Mean and intervals of one variant from its (variant, seed, case) scores.
 
     Returns:
-        ``{"mean", "seed_ci": [lo, hi] | None, "case_ci": [lo, hi] | None, "n_seeds",
-        "n_cases", "per_seed": [...]}`` in the metric's unit (``scale`` applied).
+        ``{"mean", "seed_ci": [lo, hi] | None, "case_ci": [lo, hi] | None, "seed_interval",
+        "case_interval" (each :func:`interval_record`-like or None), "n_seeds", "n_cases",
+        "per_seed": [...]}`` in the metric's unit (``scale`` applied). An interval needs two
+        seeds (seeds) or two cases (cases).
     """
     s = scores.xs(variant, level="variant")["score"] * scale
     per_seed = s.groupby(level="seed", sort=False).mean()
@@ -102,16 +146,27 @@ def describe_scores(
         "per_seed": [float(v) for v in seeds],
         "seed_ci": None,
         "case_ci": None,
+        "seed_interval": None,
+        "case_interval": None,
     }
     if seeds.size >= 2:
         _, lo, hi = t_interval(seeds, study.confidence)
-        out["seed_ci"] = [float(lo), float(hi)]
-    if cases.size:
-        _, lo, hi = bootstrap_interval(
+        out["seed_ci"] = _bounds(lo, hi)
+        out["seed_interval"] = seed_interval_record(seeds.size, study.confidence)
+    if cases.size >= 2:
+        _, lo, hi, method = case_interval(
             cases, study.confidence, study.n_bootstrap, study.bootstrap_seed
         )
-        out["case_ci"] = [float(lo), float(hi)]
+        assert method is not None  # two cases or more always have a method
+        out["case_ci"] = _bounds(lo, hi)
+        out["case_interval"] = _record("mean", cases.size, method, study.confidence, study)
     return out
+
+
+def seed_case_table(scores: pd.DataFrame, variant: str, scale: float) -> pd.DataFrame:
+    """One variant's scores as a (case x seed) table in the metric's unit."""
+    s = scores.xs(variant, level="variant")["score"] * scale
+    return s.unstack("seed")
 
 
 def compare_to_reference(
@@ -121,27 +176,74 @@ def compare_to_reference(
     study: StudyConfig,
     scale: float,
 ) -> list[dict[str, Any]]:
-    """Each variant against ``reference``, paired on the seed-averaged case scores.
+    """Each variant against ``reference``, paired on the cases both score in every seed.
 
-    Cases that either side scores NaN are left out of that pair. p-values are Holm-corrected
-    over ``variants``.
+    The m = ``len(variants)`` comparisons form one Bonferroni family at ``study.confidence``:
+    each row's interval is at :func:`adjusted_confidence` and its verdict is
+    :func:`significance` of that interval.
+
+    Returns:
+        Per variant: :func:`mtunet.report.stats.paired_difference`'s fields plus ``variant``,
+        ``m``, ``adjustment`` (``"bonferroni"``), ``family_confidence``, ``alpha``,
+        ``p_adjusted``, ``verdict`` (``"higher"``, ``"lower"`` or ``"none"``),
+        ``significant`` and ``coverage`` (:func:`interval_record`, None below 2 cases).
     """
-    ref = (scores.xs(reference, level="variant")["score"] * scale).groupby(level="case").mean()
+    ref = seed_case_table(scores, reference, scale)
+    m = len(variants)
+    level = adjusted_confidence(study.confidence, m)
+    alpha = round(1.0 - study.confidence, 12)
     rows: list[dict[str, Any]] = []
     for variant in variants:
-        other = (scores.xs(variant, level="variant")["score"] * scale).groupby(level="case").mean()
-        both = pd.concat([other.rename("a"), ref.rename("b")], axis=1, join="inner").dropna()
-        res = paired_difference(
-            both["a"].to_numpy(np.float64),
-            both["b"].to_numpy(np.float64),
-            study.confidence,
-            study.n_bootstrap,
-            study.bootstrap_seed,
+        other = seed_case_table(scores, variant, scale)
+        both = pd.concat({"a": other, "b": ref}, axis=1, join="inner").dropna()
+        a = both["a"].to_numpy(np.float64).T  # (seeds, cases)
+        b = both["b"].to_numpy(np.float64).T
+        res = paired_difference(a, b, level) if len(both) else _no_cases(a, b, level)
+        record = None
+        if res["n"] >= 2:
+            several = res["method"] == "t_seeds_cases"
+            record = _record(
+                "seeds" if several else "difference",
+                res["n"],
+                res["method"],
+                level,
+                study,
+                min(res["n_seeds"]),
+            )
+        rows.append(
+            {
+                "variant": variant,
+                **{k: _plain(v) for k, v in res.items()},
+                "m": m,
+                "adjustment": "bonferroni",
+                "family_confidence": study.confidence,
+                "alpha": alpha,
+                "coverage": record,
+            }
         )
-        rows.append({"variant": variant, **{k: _plain(v) for k, v in res.items()}})
-    for row, p in zip(rows, holm([r["p_value"] for r in rows]), strict=True):
-        row["p_holm"] = float(p)
+    for row, p in zip(rows, bonferroni([r["p_value"] for r in rows]), strict=True):
+        row["p_adjusted"] = p
+        row["verdict"] = significance(row["diff"], row["ci_low"], row["ci_high"], p, alpha)
+        row["significant"] = row["verdict"] in ("higher", "lower")
     return rows
+
+
+def _no_cases(a: np.ndarray, b: np.ndarray, level: float) -> dict[str, Any]:
+    """The row of a comparison without a case both sides scored."""
+    nan = float("nan")
+    return {
+        "diff": nan,
+        "ci_low": nan,
+        "ci_high": nan,
+        "p_value": nan,
+        "se": nan,
+        "df": nan,
+        "n": 0,
+        "n_seeds": [a.shape[0], b.shape[0]],
+        "method": None,
+        "sources": [],
+        "confidence": level,
+    }
 
 
 def _plain(v: Any) -> Any:
@@ -206,7 +308,13 @@ def build_comparison(study: StudyConfig, dataset: str, root: Path) -> tuple[dict
         "ablation_reference": "mtunet" if ablations else None,
         "class_names": class_names,
         "confidence": study.confidence,
+        "alpha": round(1.0 - study.confidence, 12),
+        "adjustment": "bonferroni",
         "n_bootstrap": study.n_bootstrap,
+        "interval_methods": {k: [list(r) for r in v] for k, v in TABLES.items()},
+        "coverage_simulation": coverage_settings(
+            study.confidence, study.coverage_studies, study.coverage_resamples, study.bootstrap_seed
+        ),
         "variants": variants,
         "comparisons": comparisons,
     }
@@ -215,11 +323,16 @@ def build_comparison(study: StudyConfig, dataset: str, root: Path) -> tuple[dict
 
 def _interval_entry(stats: dict[str, Any]) -> dict[str, Any]:
     ci = stats["seed_ci"] or stats["case_ci"] or [None, None]
+    record = (stats["seed_interval"] if stats["seed_ci"] else stats["case_interval"]) or {}
     return {
         "mean": stats["mean"],
         "ci_low": ci[0],
         "ci_high": ci[1],
         "interval": "seeds" if stats["seed_ci"] else "cases",
+        "method": record.get("method"),
+        "n": record.get("n"),
+        "coverage": record.get("coverage"),
+        "below_target": record.get("below_target"),
     }
 
 

@@ -50,8 +50,12 @@ class StudyConfig:
         seeds: Training seeds; every model and ablation is trained once per seed.
         ablations: Ablation name -> overrides of the ``model`` section (MT-UNet keys only).
         confidence: Level of every confidence interval.
-        n_bootstrap: Bootstrap resamples of the intervals over test cases.
-        bootstrap_seed: Seed of the bootstrap resampling.
+        n_bootstrap: Bootstrap resamples of an interval over test cases, where the method
+            chosen for its number of cases is a bootstrap.
+        bootstrap_seed: Seed of the bootstrap resampling and of the coverage simulation.
+        coverage_studies: Simulated studies per scenario behind each interval's coverage
+            (:func:`mtunet.report.choice.coverage_at`).
+        coverage_resamples: Bootstrap resamples per simulated interval there.
     """
 
     models: tuple[str, ...] = ("mtunet", "unet")
@@ -60,6 +64,8 @@ class StudyConfig:
     confidence: float = 0.95
     n_bootstrap: int = 10_000
     bootstrap_seed: int = 0
+    coverage_studies: int = 2000
+    coverage_resamples: int = 2000
 
     def __post_init__(self) -> None:
         models = tuple(self.models)
@@ -96,6 +102,10 @@ class StudyConfig:
             raise ValueError(f"study.confidence: must be in (0, 1), got {self.confidence}")
         if self.n_bootstrap < 100:
             raise ValueError(f"study.n_bootstrap: must be >= 100, got {self.n_bootstrap}")
+        for key in ("coverage_studies", "coverage_resamples"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 100:
+                raise ValueError(f"study.{key}: expected an integer >= 100, got {value!r}")
         object.__setattr__(self, "models", models)
         object.__setattr__(self, "seeds", seeds)
         object.__setattr__(self, "ablations", {k: dict(v) for k, v in ablations.items()})

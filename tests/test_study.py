@@ -64,6 +64,8 @@ def test_ablation_spec_is_mtunet_with_the_override() -> None:
         ({"ablations": {"x": {"name": "unet"}}}, r"an ablation changes MT-UNet"),
         ({"models": ["unet"], "ablations": {"x": {"win_size": 2}}}, r"add mtunet to study"),
         ({"confidence": 1.5}, r"study\.confidence"),
+        ({"coverage_studies": 10}, r"study\.coverage_studies: expected an integer >= 100"),
+        ({"coverage_resamples": 2.5}, r"study\.coverage_resamples: expected an integer"),
         ({"model": "unet"}, r"study: unknown key"),
     ],
 )

@@ -1,15 +1,19 @@
-"""Small, pure statistics for comparing runs: intervals, paired tests, multiple comparisons.
+"""Small, pure statistics for comparing runs: intervals, paired differences, their verdicts.
 
-Two levels of variation appear in the study and each has its own interval:
+Two levels of variation appear in the study and each has its own interval of a mean:
 
-- across training seeds (a handful of per-seed means): :func:`t_interval`, the Student-t
-  interval of the mean;
-- across test cases (one score per case): :func:`bootstrap_interval`, the percentile
-  bootstrap of the mean, and :func:`paired_difference` for two methods scored on the same
-  cases (bootstrap interval of the mean difference + Wilcoxon signed-rank test).
+- across training seeds (a handful of per-seed means): :func:`t_interval`, Student t;
+- across test cases (one score per case): :func:`case_interval`, the method
+  :mod:`mtunet.report.choice` gives for that number of cases (chosen by a coverage
+  simulation, ``benchmarks/interval_coverage.py``).
 
-:func:`holm` adjusts a family of p-values (Holm–Bonferroni) and :func:`describe_difference`
-turns one comparison into a plain-English phrase for the report.
+A variant and the reference scored on the same cases are compared by
+:func:`paired_difference`: the mean difference, its t interval (over cases; with several
+seeds, over seeds and cases: :mod:`mtunet.report.seeds_cases`) and the p-value of the test
+that this interval inverts. A family of m comparisons is corrected by Bonferroni
+(:func:`bonferroni`, :func:`adjusted_confidence`): each interval is drawn at level
+``1 - alpha / m`` and a difference is significant exactly when that interval excludes 0
+(:func:`significance`), so the verdict and the drawn interval agree by construction.
 
 Only numpy and scipy are used; every function is deterministic for a given ``seed``.
 """
@@ -17,16 +21,17 @@ Only numpy and scipy are used; every function is deterministic for a given ``see
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 from scipy import stats
 
-# Bootstrap resamples are drawn in chunks of at most this many indices (int64: 32 MiB), so
-# memory stays bounded for large numbers of cases.
-_MAX_CHUNK_ELEMENTS = 1 << 22
+from mtunet.report.choice import method_for
+from mtunet.report.intervals import mean_interval
+from mtunet.report.seeds_cases import t_seeds_cases
+
+Verdict = Literal["none", "unclear", "higher", "lower"]
 
 
 def _as_values(values: Any, name: str) -> np.ndarray:
@@ -86,161 +91,161 @@ def t_interval(values: Any, confidence: float = 0.95) -> tuple[float, float, flo
     return mean, mean - half, mean + half
 
 
-def _bootstrap_means(arr: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
-    """Means of ``n_resamples`` resamples of ``arr`` drawn with replacement (vectorised)."""
-    rng = np.random.default_rng(seed)
-    n = arr.size
-    chunk = max(1, _MAX_CHUNK_ELEMENTS // n)
-    out = np.empty(n_resamples, dtype=np.float64)
-    for start in range(0, n_resamples, chunk):
-        stop = min(start + chunk, n_resamples)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        out[start:stop] = arr[idx].mean(axis=1)
-    return out
-
-
-def _percentile_ci(means: np.ndarray, confidence: float) -> tuple[float, float]:
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.percentile(means, [100.0 * tail, 100.0 * (1.0 - tail)])
-    return float(low), float(high)
-
-
-def _check_resamples(n_resamples: int) -> int:
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)):
-        raise ValueError(f"n_resamples: expected an integer, got {n_resamples!r}")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples: must be >= 1, got {n_resamples}")
-    return int(n_resamples)
-
-
-def bootstrap_interval(
+def case_interval(
     values: Any, confidence: float = 0.95, n_resamples: int = 10_000, seed: int = 0
-) -> tuple[float, float, float]:
-    """Mean and percentile-bootstrap confidence interval of the mean (e.g. over cases).
-
-    Cases are resampled with replacement (``numpy.random.default_rng(seed)``), the mean of
-    each resample is taken, and the interval is the ``(1 - confidence) / 2`` and
-    ``(1 + confidence) / 2`` percentiles of those means (numpy's default linear
-    interpolation), i.e. scipy's ``bootstrap(..., method="percentile")`` with another
-    random stream.
+) -> tuple[float, float, float, str | None]:
+    """Mean and interval of the mean over cases, by the method chosen for that many cases.
 
     Args:
         values: 1-D sequence of finite per-case scores (drop NaN rows first).
         confidence: Confidence level in (0, 1).
-        n_resamples: Number of bootstrap resamples.
-        seed: Seed of the random generator; the same seed gives the same interval.
+        n_resamples: Bootstrap resamples, when the chosen method is a bootstrap.
+        seed: Seed of the resampling.
 
     Returns:
-        ``(mean, low, high)``; ``(v, v, v)`` for a single value or identical values.
+        ``(mean, low, high, method)`` with ``method`` from
+        :func:`mtunet.report.choice.method_for` (``"mean"``); one case: ``(v, nan, nan,
+        None)``; identical values: ``(v, v, v, method)``.
 
     Raises:
-        ValueError: No values, NaN/inf values, a bad confidence or ``n_resamples``.
+        ValueError: No values, NaN/inf values, or a confidence outside (0, 1).
     """
     arr = _as_values(values, "values")
     conf = _check_confidence(confidence)
-    n_resamples = _check_resamples(n_resamples)
+    if arr.size < 2:
+        return float(arr[0]), math.nan, math.nan, None
+    method = method_for("mean", int(arr.size))
     if _all_equal(arr):
         m = float(arr[0])
-        return m, m, m
-    low, high = _percentile_ci(_bootstrap_means(arr, n_resamples, seed), conf)
-    return float(arr.mean()), low, high
+        return m, m, m, method
+    low, high = mean_interval(arr, method, conf, n_resamples, seed)
+    return float(arr.mean()), low, high, method
 
 
-def paired_difference(
-    a: Any,
-    b: Any,
-    confidence: float = 0.95,
-    n_resamples: int = 10_000,
-    seed: int = 0,
-) -> dict[str, float | int]:
+def _as_table(values: Any, name: str) -> np.ndarray:
+    """(seeds, cases) float64 table (1-D: one seed) without NaN/inf; ValueError otherwise."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.size == 0:
+        raise ValueError(
+            f"{name}: expected per-case scores (cases,) or (seeds, cases), got shape {arr.shape}"
+        )
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name}: NaN or infinite scores; keep the cases every seed scored")
+    return arr
+
+
+def paired_difference(a: Any, b: Any, confidence: float = 0.95) -> dict[str, Any]:
     """Compare two methods scored on the same cases (same order): ``a - b``.
 
-    The interval is :func:`bootstrap_interval` of the per-case differences (resampling
-    cases keeps the pairing), so it equals ``bootstrap_interval(a - b, ...)`` exactly. The
-    p-value is the two-sided Wilcoxon signed-rank test of the differences
-    (``scipy.stats.wilcoxon(a - b)`` with its defaults: zero differences are dropped, exact
-    distribution for small samples without ties, normal approximation otherwise).
-
-    Degenerate cases are answered without calling scipy, so no warning or NaN leaks:
-    all differences zero (including identical inputs) gives ``p_value = 1.0``; a single
-    case gives ``p_value = 1.0`` (the smallest two-sided p-value the signed-rank test can
-    reach with one non-zero difference is 1, so it can never reject). Should scipy still
-    return NaN, ``p_value`` is 1.0 (no evidence of a difference).
+    With one seed per method (1-D inputs) this is the paired t interval of the per-case
+    differences and the paired t-test (``scipy.stats.ttest_rel``). With several seeds
+    ((seeds, cases) tables) the interval carries the seeds' variation as well as the cases'
+    (:func:`mtunet.report.seeds_cases.t_seeds_cases`) and the p-value is that interval's own
+    test. Either way ``p_value < 1 - confidence`` exactly when the interval excludes 0.
 
     Args:
-        a: Per-case scores of the first method (1-D, finite).
-        b: Per-case scores of the second method, same cases in the same order.
+        a: Scores of the first method: (cases,) or (seeds, cases).
+        b: Scores of the second method on the same cases: (cases,) or (seeds, cases).
         confidence: Confidence level of the interval, in (0, 1).
-        n_resamples: Number of bootstrap resamples.
-        seed: Seed of the bootstrap's random generator.
 
     Returns:
-        ``{"diff": mean(a - b), "ci_low", "ci_high", "p_value", "n": number of cases}``.
+        ``{"diff": mean over seeds and cases of a minus that of b, "ci_low", "ci_high",
+        "p_value", "n": cases, "n_seeds": [seeds of a, seeds of b], "method": "t" or
+        "t_seeds_cases", "sources": ["cases"] or ["seeds", "cases"], "se", "df",
+        "confidence"}``. One case: interval and p-value NaN. No spread at all: the interval
+        is the difference itself, p is 1 for a zero difference, else 0.
 
     Raises:
-        ValueError: Lengths differ, no cases, NaN/inf values, bad confidence/resamples.
+        ValueError: The case counts differ, no cases, NaN/inf scores, a bad confidence, or a
+            method table that names a method this function does not compute.
     """
-    x = _as_values(a, "a")
-    y = _as_values(b, "b")
-    if x.shape != y.shape:
-        raise ValueError(f"a and b: lengths differ ({x.size} vs {y.size}); scores must be paired")
-    d = x - y
-    mean, low, high = bootstrap_interval(d, confidence, n_resamples, seed)
-    if d.size < 2 or not d.any():
-        p = 1.0
-    else:
-        with warnings.catch_warnings():
-            # e.g. "exact p-value unavailable with ties": scipy then approximates, fine.
-            warnings.simplefilter("ignore")
-            p = float(stats.wilcoxon(d).pvalue)
-        if math.isnan(p):
-            p = 1.0
-    return {"diff": mean, "ci_low": low, "ci_high": high, "p_value": p, "n": int(d.size)}
+    x = _as_table(a, "a")
+    y = _as_table(b, "b")
+    conf = _check_confidence(confidence)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(
+            f"a and b: case counts differ ({x.shape[1]} vs {y.shape[1]}); scores must be paired"
+        )
+    n = x.shape[1]
+    several = x.shape[0] > 1 or y.shape[0] > 1
+    method = "t_seeds_cases" if several else "t"
+    if n >= 2:
+        table = method_for("seeds" if several else "difference", n)
+        if table != method:
+            raise ValueError(
+                f"the method table names {table!r} for a difference of {n} cases; "
+                f"paired_difference computes {method!r} (a p-value needs the test its "
+                "interval inverts)"
+            )
+    res = {k: float(v[0]) for k, v in t_seeds_cases(x, y, conf).items()}
+    return {
+        "diff": res["diff"],
+        "ci_low": res["low"],
+        "ci_high": res["high"],
+        "p_value": res["p_value"],
+        "se": res["se"],
+        "df": res["df"],
+        "n": int(n),
+        "n_seeds": [int(x.shape[0]), int(y.shape[0])],
+        "method": method,
+        "sources": ["seeds", "cases"] if several else ["cases"],
+        "confidence": conf,
+    }
 
 
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm–Bonferroni adjusted p-values, in the order given.
+def adjusted_confidence(confidence: float, m: int) -> float:
+    """Bonferroni: the level of each of ``m`` intervals whose family holds ``confidence``.
 
-    Sorted ascending, the i-th smallest (0-based) of ``m`` p-values is multiplied by
-    ``m - i``; the running maximum keeps the adjusted values monotone (step-down) and
-    they are capped at 1. Reject a hypothesis when its adjusted p-value is <= alpha.
+    ``1 - (1 - confidence) / m``: all m intervals hold their true differences together with
+    probability at least ``confidence``.
+    """
+    conf = _check_confidence(confidence)
+    if m < 1:
+        raise ValueError(f"m: a family has at least one comparison, got {m}")
+    return 1.0 - (1.0 - conf) / m
 
-    Args:
-        p_values: p-values in [0, 1].
 
-    Returns:
-        Adjusted p-values, same length and order; ``[]`` for no p-values.
+def bonferroni(p_values: Sequence[float]) -> list[float]:
+    """Bonferroni-adjusted p-values, in the order given: ``min(1, m * p)``.
+
+    Reject a hypothesis when its adjusted p-value is below alpha; that is exactly when its
+    interval at :func:`adjusted_confidence` excludes 0. NaN (no test: fewer than 2 cases)
+    stays NaN and still counts in m.
 
     Raises:
-        ValueError: A p-value is NaN or outside [0, 1].
+        ValueError: A p-value outside [0, 1].
     """
     p = np.asarray(list(p_values), dtype=np.float64)
     if p.size == 0:
         return []
-    if np.isnan(p).any() or (p < 0).any() or (p > 1).any():
+    bad = ~np.isnan(p) & ((p < 0) | (p > 1))
+    if bad.any():
         raise ValueError(f"p_values: every value must lie in [0, 1], got {p.tolist()}")
-    m = p.size
-    order = np.argsort(p, kind="stable")
-    scaled = np.minimum(1.0, p[order] * (m - np.arange(m)))
-    adjusted = np.empty(m, dtype=np.float64)
-    adjusted[order] = np.maximum.accumulate(scaled)
-    return [float(v) for v in adjusted]
+    return [float(v) for v in np.minimum(1.0, p * p.size)]
 
 
 def significance(
-    diff: float, low: float, high: float, p_adj: float, alpha: float = 0.05
-) -> Literal["none", "unclear", "higher", "lower"]:
-    """What one paired comparison (``a - b``) shows, decided by the Holm-adjusted p-value.
+    diff: float, low: float, high: float, p_adj: float = math.nan, alpha: float = 0.05
+) -> Verdict:
+    """What one paired comparison (``a - b``) shows, decided by its drawn interval.
 
-    ``"none"`` when ``p_adj >= alpha`` (or NaN); ``"unclear"`` when the Wilcoxon test rejects
-    but the mean difference is 0 or its interval ``[low, high]`` (NaN: unknown) includes 0 (the
-    test is about the typical difference, not the mean); else the mean's direction.
+    ``[low, high]`` is the interval of the mean difference at the family-adjusted level
+    (:func:`adjusted_confidence`): ``"higher"`` when it lies above 0, ``"lower"`` below 0,
+    ``"none"`` when it holds 0 or a bound or ``diff`` is unknown (NaN). ``p_adj``, when given,
+    must be the adjusted p-value of the test that interval inverts; if it disagrees with the
+    interval (``p_adj < alpha`` while 0 is inside, or the reverse) the answer is
+    ``"unclear"``: the p-value and the interval do not come from the same test and level.
     """
-    if math.isnan(p_adj) or p_adj >= alpha:
+    if any(math.isnan(v) for v in (diff, low, high)):
         return "none"
-    if math.isnan(diff) or diff == 0 or low <= 0 <= high:
+    excludes = low > 0 or high < 0
+    if not math.isnan(p_adj) and (p_adj < alpha) != excludes:
         return "unclear"
-    return "higher" if diff > 0 else "lower"
+    if not excludes:
+        return "none"
+    return "higher" if low > 0 else "lower"
 
 
 def format_p(p: float) -> str:
@@ -252,47 +257,55 @@ def format_p(p: float) -> str:
     return f"p = {p:.2g}" if p < 0.1 else f"p = {p:.2f}"
 
 
+def _level(confidence: float) -> str:
+    return f"{100 * confidence:.3g}%"
+
+
+def _num(row: Mapping[str, Any], key: str) -> float:
+    v = row.get(key)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+
 def describe_difference(
-    diff: float,
-    ci: tuple[float, float],
-    p_adj: float,
-    alpha: float = 0.05,
-    higher_is_better: bool = True,
-    confidence: float = 0.95,
-    digits: int = 2,
+    row: Mapping[str, Any], higher_is_better: bool = True, alpha: float = 0.05, digits: int = 2
 ) -> str:
-    """A plain-English phrase for one paired comparison (``a - b``) in the report.
+    """A plain-English phrase for one comparison row of ``comparison.json`` (``a - b``).
 
-    Examples: ``"not significant (+0.41, 95% CI -0.32 to 1.10; p = 0.43 after Holm)"``,
-    ``"significantly lower, worse (-2.10, 95% CI -3.00 to -1.20; p = 0.002 after Holm)"``.
-
-    Significance is decided by the (Holm-adjusted) Wilcoxon p-value; the direction is the
-    sign of the mean difference. The Wilcoxon test is about the typical (pseudo-median)
-    difference, not the mean, so when it is significant but the interval of the mean
-    includes 0 the phrase says so instead of claiming a direction.
+    Example: ``"significantly lower, worse (-2.10, 97.5% CI -3.00 to -1.20, t over 12
+    cases, Bonferroni for 2 comparisons; p = 0.004 adjusted; simulated coverage 95%
+    tight, 97% skewed)"``. The verdict is :func:`significance` of the row's interval.
 
     Args:
-        diff: Mean difference ``a - b``.
-        ci: ``(low, high)`` confidence interval of the mean difference.
-        p_adj: The p-value after Holm's adjustment.
-        alpha: Significance level.
+        row: ``diff``, ``ci_low``, ``ci_high``, ``confidence`` (the interval's level),
+            ``p_adjusted``, ``m``, ``method``, ``n``, and optionally ``coverage`` (the record
+            of :func:`mtunet.report.choice.coverage_at`).
         higher_is_better: Whether a higher score is better (Dice: True, HD95: False); adds
             "better"/"worse" to a significant direction.
-        confidence: The interval's confidence level (only for the label).
+        alpha: The family's significance level.
         digits: Decimals of the difference and the interval.
-
-    Returns:
-        The phrase.
     """
-    low, high = ci
-    numbers = (
-        f"{diff:+.{digits}f}, {round(100 * confidence):d}% CI {low:.{digits}f} to "
-        f"{high:.{digits}f}; {format_p(p_adj)} after Holm"
-    )
+    diff, low, high = _num(row, "diff"), _num(row, "ci_low"), _num(row, "ci_high")
+    p_adj = _num(row, "p_adjusted")
+    m = int(row.get("m") or 1)
+    parts = [f"{diff:+.{digits}f}"]
+    if not (math.isnan(low) or math.isnan(high)):
+        ci = f"{_level(_num(row, 'confidence'))} CI {low:.{digits}f} to {high:.{digits}f}"
+        ci += f", {row.get('method')} over {row.get('n')} cases"
+        if m > 1:
+            ci += f", Bonferroni for {m} comparisons"
+        parts.append(ci)
+    text = ", ".join(parts) + f"; {format_p(p_adj)}" + (" adjusted" if m > 1 else "")
+    cov = (row.get("coverage") or {}).get("coverage")
+    if cov:
+        text += "; simulated coverage " + ", ".join(
+            f"{100 * v:.0f}% {family}" for family, v in cov.items()
+        )
+        if (row.get("coverage") or {}).get("below_target"):
+            text += ", below target"
     found = significance(diff, low, high, p_adj, alpha)
     if found == "none":
-        return f"not significant ({numbers})"
+        return f"not significant ({text})"
     if found == "unclear":
-        return f"significant by Wilcoxon, but the mean difference's CI includes 0 ({numbers})"
+        return f"unclear: the p-value and the interval disagree ({text})"
     verdict = "better" if (found == "higher") == higher_is_better else "worse"
-    return f"significantly {found}, {verdict} ({numbers})"
+    return f"significantly {found}, {verdict} ({text})"

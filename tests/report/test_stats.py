@@ -1,4 +1,5 @@
-"""The report's statistics against scipy / numpy and hand-computed numbers."""
+"""The report's statistics against scipy / numpy and hand-computed numbers; the verdict of a
+difference agrees with its drawn interval and its p-value on many random inputs."""
 
 from __future__ import annotations
 
@@ -8,17 +9,20 @@ import numpy as np
 import pytest
 from scipy import stats as sst
 
+from mtunet.report.choice import method_for
+from mtunet.report.intervals import mean_interval
 from mtunet.report.stats import (
-    bootstrap_interval,
+    adjusted_confidence,
+    bonferroni,
+    case_interval,
     describe_difference,
     format_p,
-    holm,
     paired_difference,
+    significance,
     t_interval,
 )
 
-# Fixed, skewed per-case scores: a percentile bootstrap and a basic (reverse) one or a
-# normal/t interval give clearly different intervals on skewed data.
+# Fixed, skewed per-case scores.
 CASES = np.random.default_rng(2024).lognormal(0.0, 0.9, size=30)
 
 
@@ -50,78 +54,32 @@ def test_t_interval_degenerate() -> None:
 
 
 # --------------------------------------------------------------------------------------
-# bootstrap_interval
+# case_interval
 # --------------------------------------------------------------------------------------
 
 
-def test_bootstrap_interval_matches_scipy_percentile() -> None:
-    n = 100_000
-    mean, lo, hi = bootstrap_interval(CASES, n_resamples=n, seed=1)
-    ref = sst.bootstrap(
-        (CASES,), np.mean, method="percentile", n_resamples=n, rng=np.random.default_rng(7)
-    ).confidence_interval
-    width = ref.high - ref.low
-    # Different random streams: Monte Carlo error only (under 0.5% of the width here).
-    assert mean == pytest.approx(CASES.mean(), rel=1e-14)
-    assert abs(lo - ref.low) < 0.01 * width and abs(hi - ref.high) < 0.01 * width
-    # A wrong method would be far outside that tolerance on these skewed data.
-    basic = sst.bootstrap(
-        (CASES,), np.mean, method="basic", n_resamples=n, rng=np.random.default_rng(7)
-    ).confidence_interval
-    t_lo, t_hi = t_interval(CASES)[1:]
-    for other in ((basic.low, basic.high), (t_lo, t_hi)):
-        assert max(abs(lo - other[0]), abs(hi - other[1])) > 0.05 * width
+@pytest.mark.parametrize("n", [2, 4, 8, 12, 20, 30])
+def test_case_interval_uses_the_method_chosen_for_n(n: int) -> None:
+    x = CASES[:n]
+    mean, lo, hi, method = case_interval(x, 0.95, n_resamples=500, seed=3)
+    assert method == method_for("mean", n)
+    assert mean == pytest.approx(x.mean(), rel=1e-14)
+    assert (lo, hi) == pytest.approx(mean_interval(x, method, 0.95, 500, 3), rel=1e-12)
+    if method == "t":
+        assert (lo, hi) == pytest.approx(t_interval(x)[1:], rel=1e-12)
+    assert lo < mean < hi
 
 
-def test_bootstrap_interval_is_the_percentiles_of_resample_means() -> None:
-    # The definition, written out: same generator, same draws, numpy's linear percentiles.
-    x = CASES[:12]
-    rng = np.random.default_rng(3)
-    means = x[rng.integers(0, x.size, size=(500, x.size))].mean(axis=1)
-    ref = np.percentile(means, [5.0, 95.0])
-    assert bootstrap_interval(x, confidence=0.9, n_resamples=500, seed=3)[1:] == tuple(ref)
-
-
-def test_bootstrap_interval_seeds_coverage_and_degenerate_input() -> None:
-    a = bootstrap_interval(CASES, seed=5)
-    assert a == bootstrap_interval(CASES, seed=5)  # reproducible
-    assert a != bootstrap_interval(CASES, seed=6)
-    mean, lo, hi = a
-    assert CASES.min() < lo < mean < hi < CASES.max()
-    # A higher confidence gives a wider interval.
-    _, lo99, hi99 = bootstrap_interval(CASES, confidence=0.99, seed=5)
-    assert lo99 < lo and hi < hi99
-    assert bootstrap_interval([0.42]) == (0.42, 0.42, 0.42)
-    assert bootstrap_interval([0.1] * 7) == (0.1, 0.1, 0.1)
+def test_case_interval_degenerate_and_bad_input() -> None:
+    mean, lo, hi, method = case_interval([0.42])
+    assert mean == 0.42 and math.isnan(lo) and math.isnan(hi) and method is None
+    assert case_interval([0.1] * 7) == (0.1, 0.1, 0.1, method_for("mean", 7))
     with pytest.raises(ValueError, match="NaN"):
-        bootstrap_interval([0.3, math.nan, 0.5])
+        case_interval([0.3, math.nan, 0.5])
     with pytest.raises(ValueError, match="no values"):
-        bootstrap_interval(np.array([]))
-    with pytest.raises(ValueError, match="n_resamples"):
-        bootstrap_interval(CASES, n_resamples=0)
-
-
-def test_bootstrap_interval_coverage_on_simulated_data() -> None:
-    # Roughly nominal coverage of the true mean (0.5) for n = 40 uniform scores.
-    rng = np.random.default_rng(0)
-    hits = 0
-    trials = 200
-    for i in range(trials):
-        _, lo, hi = bootstrap_interval(rng.random(40), n_resamples=2000, seed=i)
-        hits += lo <= 0.5 <= hi
-    assert 0.88 <= hits / trials <= 0.99
-
-
-def test_bootstrap_interval_large_input_is_chunked_and_fast() -> None:
-    import time
-
-    x = np.random.default_rng(1).normal(size=30)
-    start = time.perf_counter()
-    bootstrap_interval(x)
-    assert time.perf_counter() - start < 1.0  # vectorised (a few ms)
-    big = np.random.default_rng(2).normal(size=200_000)  # drawn 20 resamples at a time
-    mean, lo, hi = bootstrap_interval(big, n_resamples=50)
-    assert lo < mean < hi and hi - lo < 0.05
+        case_interval(np.array([]))
+    with pytest.raises(ValueError, match="confidence"):
+        case_interval(CASES, confidence=1.0)
 
 
 # --------------------------------------------------------------------------------------
@@ -129,98 +87,193 @@ def test_bootstrap_interval_large_input_is_chunked_and_fast() -> None:
 # --------------------------------------------------------------------------------------
 
 
-def test_paired_difference_matches_scipy_and_the_bootstrap() -> None:
+@pytest.mark.parametrize("confidence", [0.95, 0.975, 0.99])
+def test_paired_difference_one_seed_is_scipys_paired_t(confidence: float) -> None:
     rng = np.random.default_rng(11)
     a = rng.uniform(0.6, 0.9, size=25)
-    b = a - rng.normal(0.02, 0.03, size=25)  # continuous: no ties, no zero differences
-    out = paired_difference(a, b, seed=4)
-    assert out["n"] == 25
-    assert out["diff"] == pytest.approx(np.mean(a - b), rel=1e-14)
-    assert out["p_value"] == sst.wilcoxon(a - b).pvalue
-    assert (out["diff"], out["ci_low"], out["ci_high"]) == bootstrap_interval(a - b, seed=4)
+    b = a - rng.normal(0.02, 0.03, size=25)
+    out = paired_difference(a, b, confidence)
+    ref = sst.ttest_rel(a, b)
+    ci = ref.confidence_interval(confidence)
+    assert out["n"] == 25 and out["n_seeds"] == [1, 1] and out["method"] == "t"
+    assert out["sources"] == ["cases"] and out["df"] == 24 and out["confidence"] == confidence
+    assert out["diff"] == pytest.approx(np.mean(a - b), rel=1e-13)
+    assert out["p_value"] == pytest.approx(ref.pvalue, rel=1e-10)
+    assert (out["ci_low"], out["ci_high"]) == pytest.approx((ci.low, ci.high), rel=1e-12)
     # Swapping the methods mirrors the difference and keeps the p-value.
-    swapped = paired_difference(b, a, seed=4)
+    swapped = paired_difference(b, a, confidence)
     assert swapped["diff"] == pytest.approx(-out["diff"])
+    assert (swapped["ci_low"], swapped["ci_high"]) == pytest.approx(
+        (-out["ci_high"], -out["ci_low"])
+    )
     assert swapped["p_value"] == pytest.approx(out["p_value"])
+
+
+def _welch_by_hand(a: np.ndarray, b: np.ndarray, confidence: float) -> tuple[float, ...]:
+    """The seeds-and-cases t interval written out with plain loops."""
+    ka, n = a.shape
+    kb = b.shape[0]
+    d = [
+        sum(a[s, i] for s in range(ka)) / ka - sum(b[r, i] for r in range(kb)) / kb
+        for i in range(n)
+    ]
+    diff = sum(d) / n
+    parts = [(sum((v - diff) ** 2 for v in d) / (n - 1) / n, n - 1)]
+    for t, k in ((a, ka), (b, kb)):
+        if k > 1:
+            means = [sum(t[s]) / n for s in range(k)]
+            mu = sum(means) / k
+            parts.append((sum((v - mu) ** 2 for v in means) / (k - 1) / k, k - 1))
+    var = sum(p for p, _ in parts)
+    df = var**2 / sum(p**2 / f for p, f in parts)
+    q = sst.t.ppf((1 + confidence) / 2, df)
+    se = math.sqrt(var)
+    return diff, diff - q * se, diff + q * se, 2 * sst.t.sf(abs(diff) / se, df), df
+
+
+def test_paired_difference_several_seeds_adds_the_seed_variation() -> None:
+    rng = np.random.default_rng(5)
+    cases = rng.uniform(0.6, 0.9, size=12)
+    # Each seed shifts all cases of its network: the seeds' common variation.
+    a = cases + 0.03 + rng.normal(0, 0.02, size=(3, 1)) + rng.normal(0, 0.005, size=(3, 12))
+    b = cases + rng.normal(0, 0.02, size=(3, 1)) + rng.normal(0, 0.005, size=(3, 12))
+    out = paired_difference(a, b, 0.95)
+    diff, lo, hi, p, df = _welch_by_hand(a, b, 0.95)
+    assert out["method"] == "t_seeds_cases" and out["n_seeds"] == [3, 3]
+    assert out["sources"] == ["seeds", "cases"]
+    assert (out["diff"], out["ci_low"], out["ci_high"]) == pytest.approx((diff, lo, hi), rel=1e-12)
+    assert out["p_value"] == pytest.approx(p, rel=1e-9) and out["df"] == pytest.approx(df)
+    # The cases-only interval of the seed-averaged differences is much narrower: it misses
+    # the seeds' shifts.
+    cases_only = paired_difference(a.mean(axis=0), b.mean(axis=0), 0.95)
+    assert cases_only["diff"] == pytest.approx(out["diff"])
+    assert out["ci_high"] - out["ci_low"] > 2 * (cases_only["ci_high"] - cases_only["ci_low"])
+    # One seed on one side: only the other side's seed term.
+    one = paired_difference(a, b[:1], 0.95)
+    assert one["n_seeds"] == [3, 1]
+    assert one["ci_low"] == pytest.approx(_welch_by_hand(a, b[:1], 0.95)[1], rel=1e-12)
 
 
 def test_paired_difference_degenerate_cases() -> None:
     same = paired_difference([0.8, 0.7, 0.9], [0.8, 0.7, 0.9])
-    assert same == {"diff": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0, "n": 3}
+    assert (same["diff"], same["ci_low"], same["ci_high"], same["p_value"]) == (0, 0, 0, 1)
+    shift = paired_difference([1.0, 0.75, 0.5], [0.5, 0.25, 0.0])  # every case +0.5 exactly
+    assert shift["ci_low"] == shift["ci_high"] == 0.5 and shift["p_value"] == 0
     one = paired_difference([0.9], [0.7])
-    assert one["n"] == 1 and one["p_value"] == 1.0
-    assert one["diff"] == one["ci_low"] == one["ci_high"] == pytest.approx(0.2)
-    # Ties and zero differences: scipy falls back to its approximation, no warning leaks.
-    with_ties = paired_difference([1.0, 2.0, 3.0, 4.0, 5.0], [0.0, 1.0, 3.0, 3.0, 4.0])
-    assert 0.0 < with_ties["p_value"] <= 1.0
-    with pytest.raises(ValueError, match="lengths differ"):
+    assert one["n"] == 1 and one["diff"] == pytest.approx(0.2)
+    assert math.isnan(one["ci_low"]) and math.isnan(one["p_value"])
+    with pytest.raises(ValueError, match="case counts differ"):
         paired_difference([0.1, 0.2], [0.1])
-    with pytest.raises(ValueError, match="no values"):
+    with pytest.raises(ValueError, match="shape"):
         paired_difference([], [])
     with pytest.raises(ValueError, match="NaN"):
         paired_difference([0.1, math.nan], [0.1, 0.2])
+    with pytest.raises(ValueError, match="confidence"):
+        paired_difference([0.1, 0.2], [0.2, 0.2], confidence=0)
 
 
 # --------------------------------------------------------------------------------------
-# holm
+# Bonferroni
 # --------------------------------------------------------------------------------------
 
 
-def _holm_loop(p: list[float]) -> list[float]:
-    """Holm's step-down procedure written out with plain loops."""
-    m = len(p)
-    order = sorted(range(m), key=lambda i: p[i])
-    adjusted = [0.0] * m
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        adjusted[i] = running
-    return adjusted
-
-
-def test_holm_hand_example_and_loop() -> None:
-    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
-    assert holm([0.2, 0.5, 0.9]) == pytest.approx([0.6, 1.0, 1.0])  # capped at 1
-    assert holm([0.04]) == [0.04]
-    assert holm([]) == []
-    rng = np.random.default_rng(0)
-    for _ in range(50):
-        p = list(rng.random(int(rng.integers(1, 12))) ** 3)
-        p += p[:2]  # some ties
-        out = holm(p)
-        assert out == pytest.approx(_holm_loop(p))
-        assert all(o >= q for o, q in zip(out, p, strict=True))
+def test_bonferroni_and_adjusted_confidence() -> None:
+    assert bonferroni([0.01, 0.04, 0.3]) == pytest.approx([0.03, 0.12, 0.9])
+    assert bonferroni([0.5, 0.6]) == [1.0, 1.0]  # capped at 1
+    assert bonferroni([0.04]) == [0.04] and bonferroni([]) == []
+    out = bonferroni([0.01, math.nan])  # no test still counts in m
+    assert out[0] == pytest.approx(0.02) and math.isnan(out[1])
     with pytest.raises(ValueError, match="p_values"):
-        holm([0.1, 1.5])
-    with pytest.raises(ValueError, match="p_values"):
-        holm([math.nan])
+        bonferroni([0.1, 1.5])
+    assert adjusted_confidence(0.95, 1) == pytest.approx(0.95)
+    assert adjusted_confidence(0.95, 2) == pytest.approx(0.975)
+    assert adjusted_confidence(0.95, 5) == pytest.approx(0.99)
+    with pytest.raises(ValueError, match="m"):
+        adjusted_confidence(0.95, 0)
 
 
 # --------------------------------------------------------------------------------------
-# describe_difference
+# significance, describe_difference: the verdict is the interval's
 # --------------------------------------------------------------------------------------
+
+
+def test_significance_is_decided_by_the_interval() -> None:
+    assert significance(2.0, 1.0, 3.0) == "higher"
+    assert significance(-2.0, -3.0, -1.0) == "lower"
+    assert significance(0.5, -1.0, 2.0) == "none"
+    assert significance(0.0, 0.0, 0.0) == "none"  # 0 on the bound is inside
+    assert significance(math.nan, 1.0, 3.0) == "none"
+    assert significance(2.0, math.nan, math.nan) == "none"
+    # A p-value of the same test agrees; one that does not is reported, not followed.
+    assert significance(2.0, 1.0, 3.0, 0.01) == "higher"
+    assert significance(0.5, -1.0, 2.0, 0.3) == "none"
+    assert significance(2.0, 1.0, 3.0, 0.2) == "unclear"
+    assert significance(0.5, -1.0, 2.0, 0.01) == "unclear"
+
+
+@pytest.mark.parametrize("seeds", [1, 3])
+def test_verdict_interval_and_p_agree_on_random_inputs(seeds: int) -> None:
+    """Over many random families: Bonferroni p < alpha exactly when the interval drawn at the
+    adjusted level excludes 0, so the verdict never contradicts the figure."""
+    rng = np.random.default_rng(seeds)
+    alpha, checked, significant = 0.05, 0, 0
+    for _ in range(300):
+        m = int(rng.integers(1, 6))
+        n = int(rng.integers(3, 30))
+        level = adjusted_confidence(1 - alpha, m)
+        rows = []
+        for _ in range(m):
+            shift = rng.normal(0, 0.05)
+            ref = rng.beta(8, 2, size=(seeds, n))
+            other = ref + shift + rng.normal(0, rng.uniform(0.01, 0.1), size=(seeds, n))
+            rows.append(paired_difference(other, ref, level))
+        for row, p_adj in zip(rows, bonferroni([r["p_value"] for r in rows]), strict=True):
+            excludes = row["ci_low"] > 0 or row["ci_high"] < 0
+            assert (p_adj < alpha) == excludes
+            assert (row["p_value"] < alpha / m) == excludes
+            verdict = significance(row["diff"], row["ci_low"], row["ci_high"], p_adj, alpha)
+            assert verdict != "unclear"
+            assert (verdict in ("higher", "lower")) == excludes
+            if verdict != "none":
+                assert (verdict == "higher") == (row["diff"] > 0)
+            checked += 1
+            significant += excludes
+    assert checked > 500 and 0.1 < significant / checked < 0.9  # both verdicts exercised
 
 
 def test_describe_difference() -> None:
-    assert describe_difference(0.41, (-0.32, 1.1), 0.43) == (
-        "not significant (+0.41, 95% CI -0.32 to 1.10; p = 0.43 after Holm)"
+    row = {
+        "diff": -2.1,
+        "ci_low": -3.0,
+        "ci_high": -1.2,
+        "confidence": 0.975,
+        "m": 2,
+        "p_adjusted": 0.004,
+        "method": "t",
+        "n": 12,
+    }
+    assert describe_difference(row) == (
+        "significantly lower, worse (-2.10, 97.5% CI -3.00 to -1.20, t over 12 cases, "
+        "Bonferroni for 2 comparisons; p = 0.004 adjusted)"
     )
-    assert describe_difference(-2.1, (-3.0, -1.2), 0.002).startswith("significantly lower, worse")
-    # HD95: lower is better.
-    hd = describe_difference(-2.1, (-3.0, -1.2), 0.0004, higher_is_better=False)
-    assert hd.startswith("significantly lower, better") and "p < 0.001" in hd
-    assert describe_difference(1.5, (0.5, 2.5), 0.01).startswith("significantly higher, better")
-    assert "includes 0" in describe_difference(0.2, (-0.1, 0.5), 0.01)
+    assert describe_difference(row, higher_is_better=False).startswith(
+        "significantly lower, better"
+    )
+    one = {
+        **row,
+        "diff": 0.41,
+        "ci_low": -0.32,
+        "ci_high": 1.1,
+        "confidence": 0.95,
+        "m": 1,
+        "p_adjusted": 0.43,
+    }
+    assert describe_difference(one) == (
+        "not significant (+0.41, 95% CI -0.32 to 1.10, t over 12 cases; p = 0.43)"
+    )
+    cov = {"coverage": {"tight": 0.951, "skewed": 0.87}, "below_target": True}
+    text = describe_difference({**row, "coverage": cov})
+    assert text.endswith("; simulated coverage 95% tight, 87% skewed, below target)")
+    assert describe_difference({**row, "p_adjusted": 0.2}).startswith("unclear")
     assert format_p(0.0432) == "p = 0.043" and format_p(math.nan) == "p = n/a"
-
-
-def test_significance_is_decided_by_holm_p_then_the_mean_interval() -> None:
-    from mtunet.report.stats import significance
-
-    assert significance(2.0, 1.0, 3.0, 0.05) == "none"  # p must be below alpha
-    assert significance(2.0, 1.0, 3.0, float("nan")) == "none"
-    assert significance(2.0, -1.0, 3.0, 0.01) == "unclear"
-    assert significance(0.0, 0.0, 0.0, 0.01) == "unclear"
-    assert significance(float("nan"), 1.0, 3.0, 0.01) == "unclear"
-    assert significance(2.0, float("nan"), float("nan"), 0.01) == "higher"
-    assert significance(-2.0, -3.0, -1.0, 0.01) == "lower"
+    assert format_p(0.0004) == "p < 0.001"
