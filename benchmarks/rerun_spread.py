@@ -1,0 +1,202 @@
+"""How far a rerun of the study on another machine moves its numbers and its verdicts.
+
+A training run amplifies last-bit differences, so a machine that rounds differently (another
+CPU vendor, another thread count) trains other weights. This script reruns the whole study
+of a finished workspace under each such difference, simulated on this machine, and compares
+every mean and every verdict with the workspace's:
+
+* ``other vendor``: MKL takes the other vendor's dispatch (the preloaded vendor shim of
+  ``benchmarks/cpu_reproducibility.py``): what a user with an Intel CPU gets here;
+* ``1 thread``, ``4 threads``: ``OMP_NUM_THREADS`` (a machine with that many cores, or a
+  shared one): MKL, oneDNN and ATen split their sums by thread.
+
+Each rerun is a ``git clone`` of the workspace (its committed code and ``params.yaml``) in a
+temporary folder, with ``dvc repro`` of every stage up to ``compare`` under the simulated
+difference (a fresh clone's study, from phantoms to comparison, minus the report). The
+workspace itself must hold the finished study (``compare/<ds>/comparison.json``), made with
+the same code.
+
+Writes ``benchmarks/results/rerun_spread.json`` (sorted keys): per rerun and dataset, every
+variant's mean DSC and HD95 beside the workspace's, every comparison's verdict beside the
+workspace's; the largest move per dataset and variant; whether every verdict held; the
+machine; and the digest of the ``params.yaml`` sections that decide the study's numbers, so
+the report quotes the result only for the configuration it was measured on
+(:func:`mtunet.report.spread.study_digest`). CPU-heavy (one whole study per rerun: about
+10 minutes each on a 2-core machine), not a timing. Usage::
+
+    python benchmarks/rerun_spread.py                      # every simulated difference
+    python benchmarks/rerun_spread.py --reruns "4 threads"
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULT = ROOT / "benchmarks" / "results" / "rerun_spread.json"
+RERUNS = ("other vendor", "1 thread", "4 threads")
+METRICS = ("dsc", "hd95")
+
+
+def environment(rerun: str, shim: Path) -> dict[str, str]:
+    """The environment variables that simulate one rerun's machine."""
+    return {
+        "other vendor": {"LD_PRELOAD": str(shim)},
+        "1 thread": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+        "4 threads": {"OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4"},
+    }[rerun]
+
+
+def study_numbers(root: Path, datasets: list[str]) -> dict[str, Any]:
+    """Per dataset: every variant's means and every comparison's verdict, from compare/."""
+    from mtunet.fileio import read_json
+
+    out: dict[str, Any] = {}
+    for ds in datasets:
+        comp = read_json(root / "compare" / ds / "comparison.json")
+        variants = {
+            name: {m: (entry.get(m) or {}).get("mean") for m in METRICS}
+            for name, entry in comp["variants"].items()
+        }
+        verdicts = {
+            f"{group}/{metric}/{row['variant']}": {
+                "verdict": row.get("verdict"),
+                "diff": row.get("diff"),
+                "ci": [row.get("ci_low"), row.get("ci_high")],
+            }
+            for group, by_metric in (comp.get("comparisons") or {}).items()
+            for metric, rows in (by_metric or {}).items()
+            for row in rows or ()
+        }
+        out[ds] = {"variants": variants, "comparisons": verdicts}
+    return out
+
+
+def compare(base: dict[str, Any], rerun: dict[str, Any]) -> dict[str, Any]:
+    """One rerun against the workspace: moves of the means, verdicts held or not."""
+    out: dict[str, Any] = {}
+    for ds, numbers in base.items():
+        other = rerun[ds]
+        variants = {
+            name: {
+                m: {
+                    "committed": means[m],
+                    "rerun": other["variants"][name][m],
+                    "move": other["variants"][name][m] - means[m],
+                }
+                for m in METRICS
+                if means[m] is not None and other["variants"][name].get(m) is not None
+            }
+            for name, means in numbers["variants"].items()
+        }
+        comparisons = {
+            key: {
+                "committed": row["verdict"],
+                "rerun": other["comparisons"][key]["verdict"],
+                "same": row["verdict"] == other["comparisons"][key]["verdict"],
+                "diff_committed": row["diff"],
+                "diff_rerun": other["comparisons"][key]["diff"],
+            }
+            for key, row in numbers["comparisons"].items()
+        }
+        out[ds] = {"variants": variants, "comparisons": comparisons}
+    return out
+
+
+def summary(reruns: dict[str, Any]) -> dict[str, Any]:
+    """Per dataset and variant, the largest move of each mean; whether every verdict held."""
+    largest: dict[str, Any] = {}
+    held = True
+    for per_ds in reruns.values():
+        for ds, res in per_ds["results"].items():
+            for name, by_metric in res["variants"].items():
+                for m, v in by_metric.items():
+                    slot = largest.setdefault(ds, {}).setdefault(name, {})
+                    slot[m] = max(slot.get(m, 0.0), abs(v["move"]))
+            held &= all(c["same"] for c in res["comparisons"].values())
+    return {"largest_move": largest, "every_verdict_held": held}
+
+
+def rerun_study(rerun: str, env: dict[str, str], repo: Path, folder: Path) -> float:
+    """Clone ``repo`` into ``folder`` and reproduce its study up to the comparison."""
+    subprocess.run(["git", "clone", "-q", str(repo), str(folder)], check=True)
+    clean = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "OMP_NUM_THREADS")}
+    # The clone's own package first, whatever is installed.
+    clean["PYTHONPATH"] = str(folder) + os.pathsep + clean.get("PYTHONPATH", "")
+    targets = ["compare@synapse", "compare@acdc"]
+    t0 = time.perf_counter()
+    with open(folder / "rerun.log", "w", encoding="utf-8") as log:
+        done = subprocess.run(
+            [sys.executable, "-m", "dvc", "repro", *targets],
+            cwd=folder,
+            env={**clean, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    if done.returncode != 0:
+        raise SystemExit(f"rerun {rerun!r} failed: see {folder / 'rerun.log'}")
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--reruns", nargs="+", default=list(RERUNS), choices=RERUNS)
+    p.add_argument("--baseline", type=Path, default=ROOT, help="the finished study to compare")
+    p.add_argument("--keep", type=Path, default=None, help="keep the reruns' clones here")
+    p.add_argument("--out", type=Path, default=RESULT)
+    args = p.parse_args(argv)
+    import torch
+    from cpu_reproducibility import vendor_shim
+    from machine import machine_info
+
+    from mtunet.config import load_params
+    from mtunet.fileio import write_json
+    from mtunet.numerics import cpu_vendor
+    from mtunet.report.spread import study_digest
+
+    params = load_params(args.baseline / "params.yaml")
+    datasets = [d for d in ("synapse", "acdc") if d in params.get("datasets", {})]
+    base = study_numbers(args.baseline, datasets)
+    reruns: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        keep = args.keep or Path(tmp)
+        keep.mkdir(parents=True, exist_ok=True)
+        shim = vendor_shim(Path(tmp), intel=cpu_vendor() != "GenuineIntel")
+        for rerun in args.reruns:
+            folder = keep / rerun.replace(" ", "_")
+            env = environment(rerun, shim)
+            seconds = rerun_study(rerun, env, args.baseline, folder)
+            results = compare(base, study_numbers(folder, datasets))
+            shown = {k: ("<vendor shim>" if k == "LD_PRELOAD" else v) for k, v in env.items()}
+            reruns[rerun] = {"env": shown, "seconds": seconds, "results": results}
+            print(f"{rerun}: {seconds / 60:.1f} min", flush=True)
+            for ds, res in results.items():
+                for name, by_metric in res["variants"].items():
+                    moves = ", ".join(f"{m} {v['move']:+.2f}" for m, v in by_metric.items())
+                    print(f"  {ds} {name}: {moves}")
+                for key, c in res["comparisons"].items():
+                    print(f"  {ds} {key}: {c['committed']} -> {c['rerun']}")
+    result = {
+        "benchmark": "rerun_spread",
+        "machine": machine_info(torch.device("cpu"), vendor=cpu_vendor()),
+        "study_digest": study_digest(params),
+        "committed": base,
+        "reruns": reruns,
+        **summary(reruns),
+    }
+    write_json(args.out, result)
+    print(f"every verdict held: {result['every_verdict_held']}; wrote {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

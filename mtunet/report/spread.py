@@ -1,0 +1,95 @@
+"""How far a rerun on another machine moved the study's numbers: the measurement of
+``benchmarks/rerun_spread.py``, read for the report.
+
+The measurement holds for the configuration it was made on only, so it records
+:func:`study_digest` of ``params.yaml``, and :func:`load_spread` returns it only when the
+current parameters give the same digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mtunet.fileio import read_json
+
+#: The ``params.yaml`` sections that decide the study's numbers (not ``report``, not
+#: ``resources``: where and how fast the runs go changes no number).
+NUMBER_SECTIONS = ("datasets", "model", "train", "study", "evaluate")
+
+
+def study_digest(params: Mapping[str, Any]) -> str:
+    """SHA-256 of the sections of ``params`` that decide the study's numbers."""
+    sections = {k: params.get(k) for k in NUMBER_SECTIONS}
+    text = json.dumps(sections, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class RerunSpread:
+    """One dataset's reruns on simulated other machines, against the committed study.
+
+    Attributes:
+        reruns: The simulated differences, in the measurement's order (``other vendor``,
+            ``1 thread``, ...).
+        moves: Variant -> metric -> rerun -> the rerun's mean minus the committed mean.
+        largest: Variant -> metric -> the largest absolute move over the reruns.
+        verdicts: Comparison key (``models/dsc/unet``) -> rerun -> whether the verdict held.
+        every_verdict_held: Every comparison of this dataset gave the committed verdict in
+            every rerun.
+        source: The measurement's file.
+    """
+
+    reruns: tuple[str, ...]
+    moves: Mapping[str, Mapping[str, Mapping[str, float]]]
+    largest: Mapping[str, Mapping[str, float]]
+    verdicts: Mapping[str, Mapping[str, bool]]
+    every_verdict_held: bool
+    source: str
+
+
+def load_spread(
+    path: Path, params: Mapping[str, Any], dataset: str, notes: list[str]
+) -> RerunSpread | None:
+    """The measured rerun spread of ``dataset``, or None (with a note saying why)."""
+    if not path.is_file():
+        notes.append(
+            f"{dataset}: no rerun measurement (`{path.as_posix()}`); how far a rerun on another "
+            "machine moves the numbers is not known for this study."
+        )
+        return None
+    doc = read_json(path)
+    if doc.get("study_digest") != study_digest(params) or dataset not in doc.get(
+        "committed", {}
+    ):
+        notes.append(
+            f"{dataset}: `{path.as_posix()}` was measured on another configuration than this "
+            "study's; its rerun spread is not shown."
+        )
+        return None
+    reruns = tuple(doc.get("reruns") or {})
+    moves: dict[str, dict[str, dict[str, float]]] = {}
+    verdicts: dict[str, dict[str, bool]] = {}
+    for rerun in reruns:
+        res = doc["reruns"][rerun]["results"][dataset]
+        for name, by_metric in res["variants"].items():
+            for metric, v in by_metric.items():
+                moves.setdefault(name, {}).setdefault(metric, {})[rerun] = float(v["move"])
+        for key, c in res["comparisons"].items():
+            verdicts.setdefault(key, {})[rerun] = bool(c["same"])
+    largest = {
+        name: {m: max(abs(x) for x in per.values()) for m, per in by_metric.items()}
+        for name, by_metric in moves.items()
+    }
+    return RerunSpread(
+        reruns=reruns,
+        moves=moves,
+        largest=largest,
+        verdicts=verdicts,
+        every_verdict_held=all(all(v.values()) for v in verdicts.values()),
+        source=path.as_posix(),
+    )
