@@ -63,9 +63,7 @@ def load_spread(
         )
         return None
     doc = read_json(path)
-    if doc.get("study_digest") != study_digest(params) or dataset not in doc.get(
-        "committed", {}
-    ):
+    if doc.get("study_digest") != study_digest(params) or dataset not in doc.get("committed", {}):
         notes.append(
             f"{dataset}: `{path.as_posix()}` was measured on another configuration than this "
             "study's; its rerun spread is not shown."
