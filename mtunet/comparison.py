@@ -30,7 +30,7 @@ coverage targets and a flag when it falls below one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,16 +86,40 @@ def load_runs(runs: Sequence[RunPaths]) -> pd.DataFrame:
     return table[table["class_id"] > 0].reset_index(drop=True)
 
 
-def case_scores(table: pd.DataFrame, column: str, cls: str | None = None) -> pd.DataFrame:
+def case_scores(
+    table: pd.DataFrame,
+    column: str,
+    cls: str | None = None,
+    units: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
     """Per variant, seed and case: the mean over classes of ``column`` (or one class's value).
 
+    Args:
+        table: The long per-case table (:func:`load_runs`).
+        column: The metric column.
+        cls: One class's values instead of the mean over classes.
+        units: Case -> the independent unit it belongs to (ACDC: its patient, whose ED and
+            ES volumes are not two independent cases); each unit's score is the mean of its
+            cases' scores. Cases not listed are units of their own.
+
     Returns:
-        A frame indexed by (variant, seed, case) with one column ``score``.
+        A frame indexed by (variant, seed, case) with one column ``score``; with ``units``
+        the ``case`` level holds the units.
     """
     sub = table if cls is None else table[table["class_name"] == cls]
     values = pd.to_numeric(sub[column], errors="coerce")
     grouped = values.groupby([sub["variant"], sub["seed"], sub["case"]], sort=False)
-    return grouped.mean().rename("score").to_frame()
+    scores = grouped.mean().rename("score")
+    if units:
+        case = scores.index.get_level_values("case")
+        unit = pd.Index([units.get(c, c) for c in case], name="case")
+        keys = [
+            scores.index.get_level_values("variant"),
+            scores.index.get_level_values("seed"),
+            unit,
+        ]
+        scores = scores.groupby(keys, sort=False).mean()
+    return scores.to_frame()
 
 
 def _finite(values: np.ndarray) -> np.ndarray:
@@ -261,10 +285,18 @@ def _complexity(run: RunPaths) -> dict[str, Any] | None:
     return info.get("complexity")
 
 
-def build_comparison(study: StudyConfig, dataset: str, root: Path) -> tuple[dict, pd.DataFrame]:
-    """The comparison of one dataset (see the module docstring) and its long per-case table."""
+def build_comparison(
+    study: StudyConfig, dataset: str, root: Path, units: Mapping[str, str] | None = None
+) -> tuple[dict, pd.DataFrame]:
+    """The comparison of one dataset (see the module docstring) and its long per-case table.
+
+    ``units`` (:func:`case_scores`) makes the intervals and tests count independent units
+    (patients) instead of cases (volumes); the means are those of the units' means.
+    """
     runs = study_runs(study, dataset, root)
     table = load_runs(runs)
+    cases = list(dict.fromkeys(table["case"].astype(str)))
+    units = {c: u for c, u in (units or {}).items() if c in set(cases) and u != c} or None
     class_names = list(dict.fromkeys(table["class_name"]))
     metrics = [m for m in METRICS if m in table.columns]
     variants: dict[str, Any] = {}
@@ -280,8 +312,8 @@ def build_comparison(study: StudyConfig, dataset: str, root: Path) -> tuple[dict
         variants[variant] = entry
     for column in metrics:
         name, scale = METRICS[column]
-        scores = case_scores(table, column)
-        by_class = {cls: case_scores(table, column, cls) for cls in class_names}
+        scores = case_scores(table, column, units=units)
+        by_class = {cls: case_scores(table, column, cls, units) for cls in class_names}
         for variant in study.variants:
             variants[variant][name] = describe_scores(scores, variant, study, scale)
             for cls, cls_scores in by_class.items():
@@ -294,7 +326,7 @@ def build_comparison(study: StudyConfig, dataset: str, root: Path) -> tuple[dict
         name, scale = METRICS[column]
         if name not in TESTED:
             continue
-        scores = case_scores(table, column)
+        scores = case_scores(table, column, units=units)
         # Ablations vary MT-UNet, so they are compared with the full MT-UNet.
         for key, group, ref in (
             ("models", others, study.reference),
@@ -307,6 +339,10 @@ def build_comparison(study: StudyConfig, dataset: str, root: Path) -> tuple[dict
         "reference": study.reference,
         "ablation_reference": "mtunet" if ablations else None,
         "class_names": class_names,
+        # What the intervals and tests count: test cases, or the patients they belong to.
+        "unit": "patient" if units else "case",
+        "n_test_cases": len(cases),
+        "n_units": len({(units or {}).get(c, c) for c in cases}),
         "confidence": study.confidence,
         "alpha": round(1.0 - study.confidence, 12),
         "adjustment": "bonferroni",
@@ -379,13 +415,15 @@ def run_comparison(
     threshold_baseline: dict[str, Any] | None,
     dataset_info: dict[str, Any] | None = None,
     nsd_tolerance: float | None = None,
+    units: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Write ``out_dir/comparison.json``, ``out_dir/per_case.csv`` and ``metrics_path``.
 
     ``dataset_info`` (the manifest's ``splits`` and ``class_names``) is copied into the
-    comparison, so the report needs no dataset files.
+    comparison, so the report needs no dataset files; ``units`` as in
+    :func:`build_comparison`.
     """
-    comparison, table = build_comparison(study, dataset, root)
+    comparison, table = build_comparison(study, dataset, root, units)
     comparison["dataset_info"] = dict(dataset_info or {})
     comparison["threshold_baseline"] = threshold_baseline
     comparison["nsd_tolerance"] = nsd_tolerance

@@ -168,9 +168,12 @@ def run_evaluate(
 
 def run_compare(params: dict[str, Any], dataset: str, root: Path = Path(".")) -> dict[str, Any]:
     """Stage ``compare@<ds>``: every run's scores -> intervals and paired tests; writes
-    ``compare/<ds>`` and the DVC metrics file ``metrics/<ds>.json``."""
+    ``compare/<ds>`` and the DVC metrics file ``metrics/<ds>.json``. The intervals and tests
+    count patients where the split lists them (ACDC: a patient's ED and ES volumes are not
+    independent), else cases."""
     from mtunet.comparison import run_comparison
     from mtunet.data import load_manifest
+    from mtunet.data.manifest import case_units
     from mtunet.evaluation import EvalConfig, threshold_baseline
 
     dataset_params(params, dataset)
@@ -189,6 +192,7 @@ def run_compare(params: dict[str, Any], dataset: str, root: Path = Path(".")) ->
         baseline,
         info,
         nsd_tolerance=cfg.nsd_tolerance,
+        units=case_units(manifest.splits.get(cfg.split) or {}),
     )
 
 

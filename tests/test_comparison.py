@@ -12,6 +12,7 @@ import pytest
 from scipy import stats
 
 from mtunet.comparison import build_comparison, run_comparison
+from mtunet.data.manifest import case_units
 from mtunet.fileio import write_json
 from mtunet.report.choice import method_for
 from mtunet.report.stats import paired_difference, significance, t_interval
@@ -260,3 +261,48 @@ def test_one_seed_gives_case_intervals_only(tmp_path: Path) -> None:
     assert entry["dsc"]["n"] == len(CASES)
     assert set(entry["dsc"]["coverage"]) == {"tight", "skewed", "bimodal"}
     assert metrics["comparisons"]["models"]["dsc"][0]["verdict"] == "lower"
+
+
+def test_patients_are_the_unit_when_cases_share_one(tmp_path: Path) -> None:
+    """Two volumes of one patient (ACDC's ED and ES) are one unit of the intervals and tests:
+    the unit's score is its cases' mean, and n counts patients."""
+    study = StudyConfig.from_dict({"seeds": [1], "n_bootstrap": 500, "coverage_studies": 300})
+    truth = _fake_study(tmp_path, study, {"mtunet": 0.1, "unet": 0.0})
+    units = case_units(
+        {"cases": CASES, "patients": ["p1", "p2", "p3"]}
+    )  # no case extends these names: every case stays its own unit
+    assert units == {c: c for c in CASES}
+    units = {c: f"p{i // 2 + 1}" for i, c in enumerate(CASES)}  # c1, c2 -> p1; ...
+    comp, table = build_comparison(study, "synapse", tmp_path, units)
+    assert comp["unit"] == "patient" and comp["n_units"] == 3 and comp["n_test_cases"] == 6
+    assert set(table["case"]) == set(CASES)  # the long table keeps the cases
+    dsc = comp["variants"]["unet"]["dsc"]
+    by_case = truth[("unet", 1)].groupby("case").dice.mean().reindex(CASES).to_numpy() * 100
+    by_patient = by_case.reshape(3, 2).mean(axis=1)
+    assert dsc["n_cases"] == 3 and dsc["mean"] == pytest.approx(by_case.mean())
+    assert dsc["case_ci"] == pytest.approx(list(t_interval(by_patient)[1:]))
+    (row,) = comp["comparisons"]["models"]["dsc"]
+    ref = truth[("mtunet", 1)].groupby("case").dice.mean().reindex(CASES).to_numpy() * 100
+    diff = (by_case - ref).reshape(3, 2).mean(axis=1)
+    assert row["n"] == 3 and row["diff"] == pytest.approx(diff.mean())
+    assert [row["ci_low"], row["ci_high"]] == pytest.approx(list(t_interval(diff)[1:]))
+    plain, _ = build_comparison(study, "synapse", tmp_path)
+    assert plain["unit"] == "case" and plain["variants"]["unet"]["dsc"]["n_cases"] == 6
+
+
+def test_case_units_follow_the_patient_names() -> None:
+    split = {
+        "cases": ["patient002_ED", "patient002_ES", "patient010_frame01", "case_019_ED", "x"],
+        "patients": ["patient002", "patient010", "case_019", "patient001"],
+    }
+    assert case_units(split) == {
+        "patient002_ED": "patient002",
+        "patient002_ES": "patient002",
+        "patient010_frame01": "patient010",
+        "case_019_ED": "case_019",
+        "x": "x",
+    }
+    assert case_units({"cases": ["case0001", "case0002"]}) == {
+        "case0001": "case0001",
+        "case0002": "case0002",
+    }

@@ -185,6 +185,8 @@ def index_release(cfg: AcdcConfig, raw_dir: Path, out_dir: Path) -> dict[str, An
                 f"{lists}: {both} listed in both {_SPLIT_LISTS[a]} and {_SPLIT_LISTS[b]}; "
                 "slices of one patient must not cross the split"
             )
+    for split, names in patients.items():  # the unit the test statistics count
+        splits[split]["patients"] = sorted(names)
     written: set[Path] = set()
     stacked: dict[str, list[str]] = {"val": [], "test": []}
     for split in stacked:  # volumes needed: stack the cases listed as slices only

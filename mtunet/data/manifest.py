@@ -9,7 +9,7 @@ complete output folder; :func:`load_manifest` is how later stages read it.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,6 +194,21 @@ def load_manifest(path_or_dir: str | os.PathLike[str], check_files: bool = True)
         splits={k: {kk: list(vv) for kk, vv in v.items()} for k, v in splits.items()},
         raw=data,
     )
+
+
+def case_units(split: Mapping[str, Any]) -> dict[str, str]:
+    """Each case of a split -> the patient it belongs to, where the split lists patients.
+
+    ACDC's ED and ES volumes of one patient are not two independent cases: statistics over
+    the test set count patients (:func:`mtunet.comparison.build_comparison`). A case belongs
+    to the patient whose name it extends (``patient002_ED``, ``case_019_ES``); a case of no
+    listed patient, and every case of a split without patients (Synapse), is its own unit.
+    """
+    patients = sorted((str(p) for p in split.get("patients") or ()), key=len, reverse=True)
+    return {
+        str(case): next((p for p in patients if case == p or str(case).startswith(p + "_")), case)
+        for case in split.get("cases") or ()
+    }
 
 
 def empty_split() -> dict[str, list[str]]:

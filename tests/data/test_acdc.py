@@ -111,6 +111,9 @@ def test_release_indexed(tmp_path: Path) -> None:
     assert m["splits"]["train"]["cases"] == ["case_001_ED", "case_001_ES"]
     assert m["splits"]["val"]["slices"] == ["../rel/valid/case_019_sliceED_0.npz"]
     assert m["splits"]["test"]["volumes"] == ["../rel/test/case_002_volume_ED.npz"]
+    # The patients, the unit the test statistics count (a patient's ED and ES together).
+    assert m["splits"]["train"]["patients"] == ["case_001"]
+    assert m["splits"]["test"]["patients"] == ["case_002"]
     manifest = load_manifest(tmp_path / "out")
     item = SliceDataset(manifest, "train", 16, augment=True, seed=3)[1]
     assert item["image"].shape == (1, 16, 16) and item["case"] == "case_001_ES"
