@@ -107,7 +107,7 @@ def forest_figure(inp: DatasetInputs, res: Results, fs: FigureSettings) -> Figur
     png = plots.forest_plot(
         data,
         metrics,
-        f"{fs.title}: difference to {res.reference} ({res.level}% CI over test cases)",
+        f"{fs.title}: difference to {res.reference} (Bonferroni-adjusted CI: the verdict's)",
         fs.fig_dir / f"{inp.dataset}_forest.png",
         fs.dpi,
     )

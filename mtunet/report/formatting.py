@@ -10,8 +10,6 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from mtunet.report.stats import significance
-
 ALPHA = 0.05
 TITLES = {"synapse": "Synapse multi-organ CT", "acdc": "ACDC cardiac MRI"}
 DATA_LABELS = {
@@ -88,24 +86,15 @@ def diff_text(row: Mapping[str, Any] | None, digits: int = 2) -> str:
     return text
 
 
-def verdict(row: Mapping[str, Any] | None, higher_is_better: bool, alpha: float = ALPHA) -> str:
-    """Words for one comparison (variant minus reference), decided by the Holm-adjusted p.
+def verdict(row: Mapping[str, Any] | None, higher_is_better: bool) -> str:
+    """Words for one comparison (variant minus reference): its recorded ``verdict``.
 
-    ``"not significant"`` when ``p_holm >= alpha`` (or missing); otherwise the direction
-    of the mean difference and whether it is better: ``"significantly higher (better)"``.
-    The Wilcoxon test is about the typical difference, not the mean, so when it rejects but
-    the mean's interval includes 0 the words say so instead of claiming a direction.
+    ``"not significant"`` unless the comparison's interval (at the family's adjusted level)
+    excludes 0; then the direction of the difference and whether it is better:
+    ``"significantly higher (better)"``.
     """
-    if not row:
+    found = (row or {}).get("verdict")
+    if found not in ("higher", "lower"):
         return "not significant"
-
-    def num(key: str) -> float:
-        return float(row[key]) if is_number(row.get(key)) else math.nan
-
-    found = significance(num("diff"), num("ci_low"), num("ci_high"), num("p_holm"), alpha)
-    if found == "none":
-        return "not significant"
-    if found == "unclear":
-        return "significant by Wilcoxon, but the interval of the mean difference includes 0"
     better = "better" if (found == "higher") == higher_is_better else "worse"
     return f"significantly {found} ({better})"

@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from mtunet.report.results import Results, VariantResult
+from mtunet.report.results import Interval, Results, VariantResult
+from mtunet.report.spread import RerunSpread
 
 
 @dataclass(frozen=True)
@@ -58,21 +59,33 @@ class Sampling:
         level: Confidence level in percent.
         n_seeds: Training seeds of the reference.
         t_quantile: Student-t quantile of the seed interval (None below two seeds).
-        n_bootstrap: Bootstrap resamples (None when not recorded).
-        n_cases: Paired test cases of the model comparisons (None when not recorded).
-        min_p: The smallest p the exact Wilcoxon test can give with ``n_cases``.
-        cases_needed: The fewest test cases with which ``min_p`` is below ``alpha``.
-        alpha: The significance threshold of the Holm-adjusted p.
+        unit: What the case intervals and the tests count: ``"case"``, or ``"patient"``
+            when a patient's volumes are averaged into one unit (ACDC's ED and ES).
+        n_units: Test cases (or patients) the intervals and tests count (None when not
+            recorded).
+        n_test_cases: Test cases (volumes) evaluated (None when not recorded).
+        mean_interval: The reference's DSC case interval (its method and simulated
+            coverage at ``n_units``), None when not recorded.
+        targets: The coverage targets per score shape (``{"tight": 0.93, "skewed": 0.9}``).
+        target_from: From how many cases on each target applies (``{"tight": 8, ...}``).
+        m: Comparisons per family, by group (``{"models": 1, "ablations": 5}``).
+        alpha: The family-wise significance level (1 - confidence).
+        spread: The measured rerun spread on other machines (None when not measured for
+            this configuration).
     """
 
     level: int
     n_seeds: int
     t_quantile: float | None
-    n_bootstrap: int | None
-    n_cases: int | None
-    min_p: float | None
-    cases_needed: int
+    unit: str
+    n_units: int | None
+    n_test_cases: int | None
+    mean_interval: Interval | None
+    targets: Mapping[str, float]
+    target_from: Mapping[str, int]
+    m: Mapping[str, int]
     alpha: float
+    spread: RerunSpread | None = None
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,7 @@ def forest_plot(
         if g in set(data["group"])
     ]
     handles += [
-        Line2D([0], [0], color="black", marker="o", linestyle="none", label="significant (Holm)"),
+        Line2D([0], [0], color="black", marker="o", linestyle="none", label="significant (interval excludes 0)"),
         Line2D(
             [0], [0], color="black", marker="o", markerfacecolor="white", linestyle="none",
             label="not significant",

@@ -28,6 +28,7 @@ from mtunet.report.model import DatasetReport, Protocol, Report, ReportTable
 from mtunet.report.published import PUBLISHED_NOTES
 from mtunet.report.render import load_template, render, template_path
 from mtunet.report.results import Results
+from mtunet.report.spread import RerunSpread, load_spread
 from mtunet.report.table_files import display_cells, write_table
 from mtunet.report.tables import (
     Table,
@@ -37,15 +38,14 @@ from mtunet.report.tables import (
     models_table,
     per_class_table,
     published_table,
+    spread_table,
     surface_table,
 )
 from mtunet.report.text import (
     EXPERIMENTS_CAPTION,
     ablations_caption,
-    cases_needed,
     differences_caption,
     machine_text,
-    min_wilcoxon_p,
     models_caption,
     nsd_label,
     per_class_caption,
@@ -53,6 +53,7 @@ from mtunet.report.text import (
     sampling,
     selection_text,
     split_text,
+    spread_caption,
     study_text,
     surface_caption,
     training_text,
@@ -67,8 +68,18 @@ def _write(table: Table, tab_dir: Path, stem: str, caption: str) -> ReportTable:
     return ReportTable(stem, caption, table.data, display_cells(table.display))
 
 
+#: Where ``benchmarks/rerun_spread.py`` writes its measurement (relative to the repository).
+SPREAD_FILE = Path("benchmarks") / "results" / "rerun_spread.json"
+
+
 def _dataset_tables(
-    inp: DatasetInputs, res: Results, title: str, label: str, tab_dir: Path, notes: list[str]
+    inp: DatasetInputs,
+    res: Results,
+    title: str,
+    label: str,
+    tab_dir: Path,
+    notes: list[str],
+    spread: RerunSpread | None = None,
 ) -> dict[str, ReportTable]:
     """Write one dataset's tables; return them by kind (a table that cannot be made is absent)."""
     ds, comp, metrics = inp.dataset, inp.comparison, inp.metrics
@@ -84,6 +95,11 @@ def _dataset_tables(
             tables["vs_reference"] = _write(
                 diff, tab_dir, f"{ds}_vs_reference", differences_caption(title, res)
             )
+    if spread is not None:
+        tables["rerun_spread"] = _write(
+            spread_table(res, spread), tab_dir, f"{ds}_rerun_spread",
+            spread_caption(title, spread),
+        )  # fmt: skip
     if res.ablations and res.ablation_reference in res.variants:
         tables["ablations"] = _write(
             ablation_table(res), tab_dir, f"{ds}_ablations", ablations_caption(title, res)
@@ -138,7 +154,11 @@ def _protocol(inp: DatasetInputs, res: Results, notes: list[str]) -> Protocol:
 
 
 def _dataset_report(
-    inp: DatasetInputs, cfg: ReportConfig, out_dir: Path, notes: list[str]
+    inp: DatasetInputs,
+    cfg: ReportConfig,
+    out_dir: Path,
+    notes: list[str],
+    spread: RerunSpread | None = None,
 ) -> DatasetReport:
     """One dataset's tables and figures written, and its part of the data model."""
     ds = inp.dataset
@@ -146,7 +166,7 @@ def _dataset_report(
     title = TITLES.get(ds, ds)
     source = inp.metrics.get("data_source")
     label = data_label(source)
-    tables = _dataset_tables(inp, res, title, label, out_dir / "tables", notes)
+    tables = _dataset_tables(inp, res, title, label, out_dir / "tables", notes, spread)
     settings = FigureSettings(out_dir, title, label, cfg.dpi, cfg.max_qualitative)
     figures, curves = dataset_figures(inp, res, settings, notes)
     baseline = inp.comparison.get("threshold_baseline") or inp.metrics.get("threshold_baseline")
@@ -156,7 +176,7 @@ def _dataset_report(
         data_source=source,
         data_label=label,
         results=res,
-        sampling=sampling(inp.comparison, res),
+        sampling=sampling(inp.comparison, res, spread),
         tables=tables,
         figures=figures,
         curves=curves,
@@ -197,7 +217,9 @@ def build_report(
     Per dataset it reads, under the study root ``root``: ``metrics/<ds>.json`` and
     ``compare/<ds>/comparison.json`` (both required), ``compare/<ds>/per_case.csv``, and the
     reference model's first-seed run (:class:`mtunet.study.RunPaths`): ``train.json``, the
-    DVCLive curves and ``qualitative.npz`` (all optional; a missing one adds a note).
+    DVCLive curves and ``qualitative.npz``; and, under ``repo_dir``, the measured rerun
+    spread (:data:`SPREAD_FILE`, shown when it was measured on this configuration). All
+    optional; a missing one adds a note.
 
     Args:
         datasets: Dataset names (``"synapse"``, ``"acdc"``) in report order.
@@ -232,7 +254,11 @@ def build_report(
     template = load_template(template_path(cfg.template, params_path.parent))  # before drawing
 
     inputs = [load_inputs(ds, root, notes) for ds in datasets]
-    reports = tuple(_dataset_report(inp, cfg, out_dir, notes) for inp in inputs)
+    spreads = [load_spread(repo / SPREAD_FILE, params, ds) for ds in datasets]
+    reports = tuple(
+        _dataset_report(inp, cfg, out_dir, notes, spread)
+        for inp, spread in zip(inputs, spreads, strict=True)
+    )
     experiments, n_exp = _experiments(
         repo, datasets, root / "metrics", params_path, out_dir / "tables", notes
     )
@@ -242,4 +268,4 @@ def build_report(
     return path
 
 
-__all__ = ["ReportConfig", "build_report", "case_dice", "cases_needed", "min_wilcoxon_p"]
+__all__ = ["SPREAD_FILE", "ReportConfig", "build_report", "case_dice"]

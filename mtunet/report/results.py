@@ -9,38 +9,95 @@ tables hold exactly what the JSON holds; the ``text`` properties give the format
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mtunet.report.formatting import METRIC_LABELS, diff_text, fmt, is_number, overrides_text
 from mtunet.report.formatting import verdict as verdict_words
 
+#: Short names of the interval methods (``mtunet.report.intervals``, ``seeds_cases``).
+METHOD_NAMES = {
+    "t": "t",
+    "t_seeds_cases": "t over seeds and cases",
+    "bca": "BCa",
+    "percentile": "percentile bootstrap",
+    "basic": "basic bootstrap",
+    "bootstrap_t": "bootstrap-t",
+}
+#: The simulated score shapes an interval's coverage is reported on, in order.
+FAMILIES = ("tight", "skewed", "bimodal")
+
 
 @dataclass(frozen=True)
 class Interval:
-    """A confidence interval of a mean or of a mean difference.
+    """A confidence interval of a mean or of a mean difference, with how it was made.
 
     Attributes:
         low: Lower bound as recorded (``None`` or NaN when it was not computed).
         high: Upper bound as recorded.
-        level: Confidence level, e.g. ``0.95``.
-        over: What was resampled: ``"seeds"`` (Student-t over the per-seed means) or
-            ``"cases"`` (percentile bootstrap over the test cases).
+        level: Confidence level, e.g. ``0.95`` (a difference's: the Bonferroni-adjusted one).
+        over: What the interval is over: ``"seeds"`` (the per-seed means), ``"cases"`` (the
+            test cases or the patients they belong to) or ``"seeds and cases"``.
+        method: The method (``t``, ``t_seeds_cases``, ...; None when not recorded).
+        n: The cases (or seeds) it was computed from.
+        coverage: Its simulated coverage at that n and level, per score shape (``tight``,
+            ``skewed``, ``bimodal``); empty when not simulated.
+        below_target: The simulated coverage misses a target (docs/statistics.md).
     """
 
     low: Any
     high: Any
     level: float
     over: str
+    method: str | None = None
+    n: Any = None
+    coverage: Mapping[str, float] = field(default_factory=dict)
+    below_target: bool = False
+
+    @classmethod
+    def from_record(
+        cls, low: Any, high: Any, level: float, over: str, record: Mapping[str, Any] | None
+    ) -> Interval:
+        """From the bounds and the comparison's record of the interval (method, coverage)."""
+        rec = record or {}
+        coverage = rec.get("coverage") if rec.get("simulated") else None
+        return cls(
+            low=low,
+            high=high,
+            level=float(rec.get("confidence") or level),
+            over=over,
+            method=rec.get("method"),
+            n=rec.get("n"),
+            coverage={f: float(coverage[f]) for f in FAMILIES if f in (coverage or {})},
+            below_target=bool(rec.get("below_target")),
+        )
 
     @property
     def shown(self) -> bool:
         """Both bounds are numbers (an interval that is not is left out of the text)."""
         return is_number(self.low) and is_number(self.high)
 
+    @property
+    def method_name(self) -> str:
+        """The method in words (``t``, ``t over seeds and cases``; ``""`` when not recorded)."""
+        return METHOD_NAMES.get(self.method, self.method) if self.method else ""
+
+    @property
+    def how(self) -> str:
+        """The method and its simulated coverage: ``t, n = 12; covers 95/80/94 %*``."""
+        if self.method is None:
+            return ""
+        unit = "seeds" if self.over == "seeds" else "cases"
+        text = f"{self.method_name}, {self.n} {unit}"
+        if self.coverage:
+            cov = "/".join(f"{100 * self.coverage[f]:.0f}" for f in FAMILIES if f in self.coverage)
+            text += f"; covers {cov} %" + ("*" if self.below_target else "")
+        return text
+
     def format(self, digits: int = 2) -> str:
-        """``[88.00, 94.10] cases``."""
-        return f"[{fmt(self.low, digits)}, {fmt(self.high, digits)}] {self.over}"
+        """``[88.00, 94.10] cases (t, 12 cases; covers 95/80/94 %*)``."""
+        how = f" ({self.how})" if self.how else ""
+        return f"[{fmt(self.low, digits)}, {fmt(self.high, digits)}] {self.over}{how}"
 
     @property
     def text(self) -> str:
@@ -55,9 +112,9 @@ class Estimate:
     Attributes:
         mean: The mean (DSC in %, HD95 in voxels, NSD in %), as recorded.
         seeds: Interval over the per-seed means (None with fewer than two seeds).
-        cases: Bootstrap interval over the test cases (None when not recorded).
+        cases: Interval over the test cases (None when not recorded).
         n_seeds: Seeds averaged.
-        n_cases: Test cases averaged.
+        n_cases: Test cases (or patients) the case interval counts.
     """
 
     mean: Any = None
@@ -68,17 +125,19 @@ class Estimate:
 
     @classmethod
     def from_stats(cls, stats: Mapping[str, Any] | None, level: float = 0.95) -> Estimate:
-        """From a comparison entry ``{"mean", "seed_ci", "case_ci", "n_seeds", "n_cases"}``."""
+        """From a comparison entry ``{"mean", "seed_ci", "case_ci", "seed_interval",
+        "case_interval", "n_seeds", "n_cases"}``."""
         s = stats or {}
 
         def interval(key: str, over: str) -> Interval | None:
-            ci = s.get(key)
-            return Interval(ci[0], ci[1], level, over) if ci else None
+            ci = s.get(f"{key}_ci")
+            record = s.get(f"{key}_interval")
+            return Interval.from_record(ci[0], ci[1], level, over, record) if ci else None
 
         return cls(
             mean=s.get("mean"),
-            seeds=interval("seed_ci", "seeds"),
-            cases=interval("case_ci", "cases"),
+            seeds=interval("seed", "seeds"),
+            cases=interval("case", "cases"),
             n_seeds=s.get("n_seeds"),
             n_cases=s.get("n_cases"),
         )
@@ -89,7 +148,8 @@ class Estimate:
         return tuple(i for i in (self.seeds, self.cases) if i is not None)
 
     def format(self, digits: int = 2) -> str:
-        """``91.30 [90.10, 92.40] seeds; [88.00, 94.10] cases`` (``-`` without a mean)."""
+        """``91.30 [90.10, 92.40] seeds (t, 3 seeds); [88.00, 94.10] cases (t, 12 cases;
+        covers 95/80/94 %*)`` (``-`` without a mean)."""
         if not is_number(self.mean):
             return "-"
         parts = [i.format(digits) for i in self.intervals if i.shown]
@@ -115,10 +175,13 @@ class Difference:
         variant: The variant compared with the reference.
         metric: ``dsc``, ``hd95``, ...
         diff: Mean paired difference (variant minus reference).
-        interval: Bootstrap interval of ``diff`` over the test cases.
-        p_value: Two-sided Wilcoxon signed-rank p.
-        p_holm: Holm-adjusted p (within the group and metric).
-        n_cases: Paired test cases.
+        interval: Its interval at the Bonferroni-adjusted level of its family (the table's
+            comparisons of one metric); with several seeds over seeds and cases.
+        p_value: The interval's own two-sided p (the t-test it inverts).
+        p_adjusted: ``p_value`` times the family's size (capped at 1).
+        m: Comparisons in the family.
+        n_cases: Paired test cases (or patients).
+        significant: The interval excludes 0 (equivalently ``p_adjusted`` < alpha).
         verdict: The words: ``"not significant"``, ``"significantly lower (worse)"``, ...
     """
 
@@ -128,8 +191,10 @@ class Difference:
     diff: Any
     interval: Interval
     p_value: Any
-    p_holm: Any
+    p_adjusted: Any
+    m: Any
     n_cases: Any
+    significant: bool
     verdict: str
 
     @classmethod
@@ -138,22 +203,26 @@ class Difference:
     ) -> Difference:
         """From one row of ``comparison.json``'s ``comparisons[group][metric]``."""
         higher = METRIC_LABELS.get(metric, (metric, True))[1]
+        over = "seeds and cases" if "seeds" in (row.get("sources") or ()) else "cases"
         return cls(
             group=group,
             variant=str(row.get("variant")),
             metric=metric,
             diff=row.get("diff"),
-            interval=Interval(row.get("ci_low"), row.get("ci_high"), level, "cases"),
+            interval=Interval.from_record(
+                row.get("ci_low"),
+                row.get("ci_high"),
+                float(row.get("confidence") or level),
+                over,
+                row.get("coverage"),
+            ),
             p_value=row.get("p_value"),
-            p_holm=row.get("p_holm"),
+            p_adjusted=row.get("p_adjusted"),
+            m=row.get("m"),
             n_cases=row.get("n"),
+            significant=bool(row.get("significant")),
             verdict=verdict_words(row, higher),
         )
-
-    @property
-    def significant(self) -> bool:
-        """Holm-adjusted p below the threshold (whether or not the mean's interval agrees)."""
-        return self.verdict != "not significant"
 
     @property
     def text(self) -> str:

@@ -34,14 +34,14 @@ class RerunSpread:
     """One dataset's reruns on simulated other machines, against the committed study.
 
     Attributes:
-        reruns: The simulated differences, in the measurement's order (``other vendor``,
-            ``1 thread``, ...).
+        reruns: The simulated differences (``1 thread``, ``other vendor``, ...), in the
+            file's (sorted) order.
         moves: Variant -> metric -> rerun -> the rerun's mean minus the committed mean.
         largest: Variant -> metric -> the largest absolute move over the reruns.
         verdicts: Comparison key (``models/dsc/unet``) -> rerun -> whether the verdict held.
         every_verdict_held: Every comparison of this dataset gave the committed verdict in
             every rerun.
-        source: The measurement's file.
+        source: The measurement's file, as given.
     """
 
     reruns: tuple[str, ...]
@@ -52,22 +52,13 @@ class RerunSpread:
     source: str
 
 
-def load_spread(
-    path: Path, params: Mapping[str, Any], dataset: str, notes: list[str]
-) -> RerunSpread | None:
-    """The measured rerun spread of ``dataset``, or None (with a note saying why)."""
+def load_spread(path: Path, params: Mapping[str, Any], dataset: str) -> RerunSpread | None:
+    """The measured rerun spread of ``dataset``; None when there is no measurement of this
+    configuration (no file, or one made with other parameters)."""
     if not path.is_file():
-        notes.append(
-            f"{dataset}: no rerun measurement (`{path.as_posix()}`); how far a rerun on another "
-            "machine moves the numbers is not known for this study."
-        )
         return None
     doc = read_json(path)
     if doc.get("study_digest") != study_digest(params) or dataset not in doc.get("committed", {}):
-        notes.append(
-            f"{dataset}: `{path.as_posix()}` was measured on another configuration than this "
-            "study's; its rerun spread is not shown."
-        )
         return None
     reruns = tuple(doc.get("reruns") or {})
     moves: dict[str, dict[str, dict[str, float]]] = {}

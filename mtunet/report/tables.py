@@ -17,7 +17,8 @@ import pandas as pd
 
 from mtunet.report.formatting import METRIC_LABELS, baseline_label, fmt, fmt_p
 from mtunet.report.published import ACDC_ORDER, PUBLISHED, SYNAPSE_ORDER
-from mtunet.report.results import Estimate, Results
+from mtunet.report.results import FAMILIES, Difference, Estimate, Results
+from mtunet.report.spread import RerunSpread
 
 CLASS_ORDER = {"synapse": SYNAPSE_ORDER, "acdc": ACDC_ORDER}
 
@@ -47,14 +48,19 @@ def class_order(metrics: Mapping[str, Any], dataset: str) -> list[str]:
 
 
 def _stats_columns(prefix: str, est: Estimate) -> dict[str, Any]:
-    """The mean and both intervals' bounds as CSV columns ``<prefix>_seed_low`` ..."""
+    """The mean, both intervals' bounds and the case interval's method and simulated
+    coverage as CSV columns ``<prefix>_seed_low`` ..."""
+    cases = est.cases
     return {
         prefix: est.mean,
         f"{prefix}_seed_low": est.seeds.low if est.seeds else None,
         f"{prefix}_seed_high": est.seeds.high if est.seeds else None,
-        f"{prefix}_case_low": est.cases.low if est.cases else None,
-        f"{prefix}_case_high": est.cases.high if est.cases else None,
-    }
+        f"{prefix}_case_low": cases.low if cases else None,
+        f"{prefix}_case_high": cases.high if cases else None,
+        f"{prefix}_case_method": cases.method if cases else None,
+        **{f"{prefix}_case_coverage_{f}": (cases.coverage.get(f) if cases else None)
+           for f in FAMILIES},
+    }  # fmt: skip
 
 
 def models_table(res: Results, baseline: Mapping[str, Any] | None = None) -> Table:
@@ -118,53 +124,74 @@ def models_table(res: Results, baseline: Mapping[str, Any] | None = None) -> Tab
 def difference_table(res: Results, group: str, variants: Sequence[str]) -> Table:
     """Each variant of ``group`` (``models`` / ``ablations``) minus the reference, per metric.
 
-    One row per variant and tested metric: the mean paired difference with its bootstrap
-    interval, the Wilcoxon p-value, the Holm-adjusted p-value and the verdict in words.
+    One row per variant and tested metric: the mean paired difference with its interval at
+    the family's Bonferroni-adjusted level, how that interval was made (method, cases, its
+    simulated coverage), the interval's own p-value, the adjusted p-value and the verdict
+    (significant exactly when the interval excludes 0).
     """
-    ci = f"{res.level}% CI"
     data, shown = [], []
-    for name in variants:
-        for metric in res.tested_metrics(group):
-            d = res.difference(group, name, metric)
-            if d is None:
-                continue
-            data.append(
-                {
-                    "variant": name,
-                    "metric": metric,
-                    "diff": d.diff,
-                    "ci_low": d.interval.low,
-                    "ci_high": d.interval.high,
-                    "p_value": d.p_value,
-                    "p_holm": d.p_holm,
-                    "n_cases": d.n_cases,
-                    "verdict": d.verdict,
-                }
-            )
-            shown.append(
-                {
-                    "Model": res.variants[name].label if name in res.variants else name,
-                    "Metric": METRIC_LABELS.get(metric, (metric, True))[0],
-                    f"Difference [{ci}]": d.text,
-                    "Wilcoxon p": fmt_p(d.p_value),
-                    "Holm p": fmt_p(d.p_holm),
-                    "Verdict": d.verdict,
-                }
-            )
-    cols = ["variant", "metric", "diff", "ci_low", "ci_high", "p_value", "p_holm", "n_cases",
-            "verdict"]  # fmt: skip
-    heads = ["Model", "Metric", f"Difference [{ci}]", "Wilcoxon p", "Holm p", "Verdict"]
+    diffs = [d for name in variants for m in res.tested_metrics(group)
+             if (d := res.difference(group, name, m)) is not None]  # fmt: skip
+    level = _level_text(diffs, res)
+    m = diffs[0].m if diffs else None
+    for d in diffs:
+        iv = d.interval
+        data.append(
+            {
+                "variant": d.variant,
+                "metric": d.metric,
+                "diff": d.diff,
+                "ci_low": iv.low,
+                "ci_high": iv.high,
+                "confidence": iv.level,
+                "method": iv.method,
+                "n_cases": d.n_cases,
+                **{f"coverage_{f}": iv.coverage.get(f) for f in FAMILIES},
+                "below_target": iv.below_target,
+                "p_value": d.p_value,
+                "p_adjusted": d.p_adjusted,
+                "m": d.m,
+                "significant": d.significant,
+                "verdict": d.verdict,
+            }
+        )
+        shown.append(
+            {
+                "Model": res.variants[d.variant].label if d.variant in res.variants else d.variant,
+                "Metric": METRIC_LABELS.get(d.metric, (d.metric, True))[0],
+                f"Difference [{level}]": d.text,
+                "Interval": iv.how or iv.over,
+                "p": fmt_p(d.p_value),
+                f"Bonferroni p (m = {m})": fmt_p(d.p_adjusted),
+                "Verdict": d.verdict,
+            }
+        )
+    cols = ["variant", "metric", "diff", "ci_low", "ci_high", "confidence", "method", "n_cases",
+            *(f"coverage_{f}" for f in FAMILIES), "below_target", "p_value", "p_adjusted", "m",
+            "significant", "verdict"]  # fmt: skip
+    heads = ["Model", "Metric", f"Difference [{level}]", "Interval", "p",
+             f"Bonferroni p (m = {m})", "Verdict"]  # fmt: skip
     return Table(pd.DataFrame(data, columns=cols), pd.DataFrame(shown, columns=heads))
+
+
+def _level_text(diffs: Sequence[Difference], res: Results) -> str:
+    """``97.5% CI``: the level the differences' intervals are drawn at (one per family)."""
+    levels = sorted({round(100 * d.interval.level, 3) for d in diffs})
+    if not levels:
+        return f"{res.level}% CI"
+    return "/".join(f"{v:g}%" for v in levels) + " CI"
 
 
 def ablation_table(res: Results) -> Table:
     """The paper's ablation table: the full model, then each ablation and its change.
 
     DSC and HD95 with their intervals, the paired differences to the ablations' reference
-    (the model the comparison tested them against) with their intervals, the Holm-adjusted
-    p-values and the verdict per metric.
+    (the model the comparison tested them against) with their intervals at the family's
+    Bonferroni-adjusted level and how they were made, the adjusted p-values and the verdict
+    per metric.
     """
-    ci = f"{res.level}% CI"
+    diffs = [d for d in res.differences if d.group == "ablations"]
+    level = _level_text(diffs, res)
     full = res.ablation_reference
     # The ablations vary MT-UNet; a comparison made against another model says so.
     full_words = "full model" if full == "mtunet" else "the ablations' reference"
@@ -184,7 +211,7 @@ def ablation_table(res: Results) -> Table:
             "DSC (%)": v.dsc.text,
             "HD95 (vox)": v.hd95.text,
         }
-        words, holm_p = [], []
+        words, adjusted = [], []
         for metric in ("dsc", "hd95"):
             d = res.difference("ablations", name, metric) if name != full else None
             short = METRIC_LABELS[metric][0].split(" ")[0]
@@ -193,17 +220,55 @@ def ablation_table(res: Results) -> Table:
                     f"{metric}_diff": d.diff if d else None,
                     f"{metric}_ci_low": d.interval.low if d else None,
                     f"{metric}_ci_high": d.interval.high if d else None,
+                    f"{metric}_confidence": d.interval.level if d else None,
+                    f"{metric}_method": d.interval.method if d else None,
                     f"{metric}_p_value": d.p_value if d else None,
-                    f"{metric}_p_holm": d.p_holm if d else None,
+                    f"{metric}_p_adjusted": d.p_adjusted if d else None,
                     f"{metric}_verdict": d.verdict if d else None,
                 }
             )
-            cells[f"Δ{short} [{ci}]"] = d.text if d else "-"
+            how = f" ({d.interval.how})" if d and d.interval.how else ""
+            cells[f"Δ{short} [{level}]"] = d.text + how if d else "-"
             if d:
                 words.append(f"{short}: {d.verdict}")
-                holm_p.append(fmt_p(d.p_holm))
-        cells["Holm p (DSC / HD95)"] = " / ".join(holm_p) if holm_p else "-"
+                adjusted.append(fmt_p(d.p_adjusted))
+        cells["Bonferroni p (DSC / HD95)"] = " / ".join(adjusted) if adjusted else "-"
         cells["Verdict"] = "; ".join(words) if words else "-"
+        data.append(row)
+        shown.append(cells)
+    return Table(pd.DataFrame(data), pd.DataFrame(shown))
+
+
+def spread_table(res: Results, spread: RerunSpread) -> Table:
+    """Per variant: the committed mean DSC and HD95, and how far each rerun on a simulated
+    other machine moved them (:mod:`mtunet.report.spread`)."""
+    data, shown = [], []
+    for name in [*res.models, *res.ablations]:
+        v = res.variants[name]
+        row: dict[str, Any] = {"variant": name}
+        cells: dict[str, str] = {"Model": v.label}
+        for metric in ("dsc", "hd95"):
+            moves = (spread.moves.get(name) or {}).get(metric) or {}
+            short = METRIC_LABELS[metric][0]
+            row[metric] = v.estimate(metric).mean
+            cells[short] = fmt(v.estimate(metric).mean)
+            for rerun in spread.reruns:
+                row[f"{metric}_move_{rerun.replace(' ', '_')}"] = moves.get(rerun)
+            largest = (spread.largest.get(name) or {}).get(metric)
+            row[f"{metric}_largest_move"] = largest
+            cells[f"{short.split(' ')[0]} moved by"] = (
+                ", ".join(
+                    f"{fmt(moves[r], signed=True)} ({r})" for r in spread.reruns if r in moves
+                )
+                or "-"
+            )
+        held = [
+            all(by_rerun.values())
+            for key, by_rerun in spread.verdicts.items()
+            if key.endswith(f"/{name}")
+        ]
+        row["verdicts_held"] = all(held) if held else None
+        cells["Verdicts vs reference"] = ("all held" if all(held) else "changed") if held else "-"
         data.append(row)
         shown.append(cells)
     return Table(pd.DataFrame(data), pd.DataFrame(shown))

@@ -12,28 +12,11 @@ from typing import Any
 
 from scipy.stats import t as student_t
 
-from mtunet.report.formatting import ALPHA, fmt
+from mtunet.report.formatting import fmt
 from mtunet.report.model import Sampling
 from mtunet.report.published import PAPER_SETUP
 from mtunet.report.results import Results
-
-
-def min_wilcoxon_p(n: int) -> float:
-    """The smallest two-sided p-value of the exact Wilcoxon signed-rank test on ``n`` cases.
-
-    Reached when all ``n`` non-zero differences have the same sign: under the null each sign
-    is a fair coin, so that happens with probability ``1 / 2**n`` per side, ``2 / 2**n``
-    two-sided (capped at 1).
-    """
-    return 1.0 if n < 1 else min(1.0, 2.0 / 2.0**n)
-
-
-def cases_needed(alpha: float = ALPHA) -> int:
-    """The fewest test cases with which the exact Wilcoxon test can give ``p < alpha``."""
-    n = 1
-    while min_wilcoxon_p(n) >= alpha:
-        n += 1
-    return n
+from mtunet.report.spread import RerunSpread
 
 
 def selection_text(sel: Mapping[str, Any] | None, train_info: Mapping[str, Any] | None) -> str:
@@ -73,41 +56,49 @@ def split_text(manifest: Mapping[str, Any] | None) -> str:
     return "; ".join(parts) + (f" (test: {shown})" if test else "")
 
 
-def sampling(comparison: Mapping[str, Any], res: Results) -> Sampling:
-    """The seeds, resamples and paired cases behind the intervals, and what they allow."""
+def sampling(
+    comparison: Mapping[str, Any], res: Results, spread: RerunSpread | None = None
+) -> Sampling:
+    """The seeds, units and intervals behind the study's numbers, and what they allow."""
     ref = comparison["variants"][res.reference]
-    n_seeds = (ref.get("dsc") or {}).get("n_seeds") or len(ref.get("seeds") or [])
-    n_boot = comparison.get("n_bootstrap")
-    n = _n_paired(comparison, res.reference)
+    dsc = ref.get("dsc") or {}
+    n_seeds = dsc.get("n_seeds") or len(ref.get("seeds") or [])
+    targets = (comparison.get("coverage_simulation") or {}).get("targets") or {}
+    tests = comparison.get("comparisons") or {}
+    m = {
+        group: int(rows[0]["m"])
+        for group in ("models", "ablations")
+        for rows in list((tests.get(group) or {}).values())[:1]
+        if rows and isinstance(rows[0].get("m"), int)
+    }
+    n_units = comparison.get("n_units", dsc.get("n_cases"))
     return Sampling(
         level=res.level,
         n_seeds=n_seeds,
         t_quantile=(
             float(student_t.ppf(0.5 + res.level / 200.0, n_seeds - 1)) if n_seeds >= 2 else None
         ),
-        n_bootstrap=int(n_boot) if isinstance(n_boot, int) else None,
-        n_cases=n,
-        min_p=min_wilcoxon_p(n) if n is not None else None,
-        cases_needed=cases_needed(ALPHA),
-        alpha=ALPHA,
+        unit=str(comparison.get("unit") or "case"),
+        n_units=int(n_units) if isinstance(n_units, int) else None,
+        n_test_cases=comparison.get("n_test_cases"),
+        mean_interval=res.variants[res.reference].dsc.cases,
+        targets={f: float(t["coverage"]) for f, t in targets.items()},
+        target_from={f: int(t["from_n"]) for f, t in targets.items()},
+        m=m,
+        alpha=float(comparison.get("alpha") or 1.0 - res.confidence),
+        spread=spread,
     )
 
 
-def _n_paired(comparison: Mapping[str, Any], reference: str) -> int | None:
-    """Test cases of the first model comparison, else those of the reference's DSC."""
-    for rows in ((comparison.get("comparisons") or {}).get("models") or {}).values():
-        for row in rows:
-            if isinstance(row.get("n"), int):
-                return int(row["n"])
-    n = (comparison["variants"][reference].get("dsc") or {}).get("n_cases")
-    return int(n) if isinstance(n, int) else None
-
-
 def interval_caption(res: Results) -> str:
-    """What the two intervals of every mean are."""
+    """What the intervals of every mean are, and how to read their annotation."""
     return (
-        f"Means with {res.level}% intervals: `seeds` = Student-t over the per-seed means (two "
-        "seeds or more), `cases` = percentile bootstrap over the test cases."
+        f"Means with {res.level}% intervals: `seeds` = Student t over the per-seed means (two "
+        "seeds or more; exact when they are normally distributed), `cases` = over the test "
+        "cases (the patients, where a patient has several volumes), with its method, the "
+        "number of cases and its simulated coverage (%) at that number on tight / skewed "
+        "(10 % failures) / bimodal Dice-like scores; * = below a coverage target "
+        "(docs/statistics.md)."
     )
 
 
@@ -136,9 +127,12 @@ def models_caption(title: str, label: str, res: Results, baseline: bool) -> str:
 def differences_caption(title: str, res: Results) -> str:
     """Caption of the table of differences to the reference."""
     return (
-        f"{title}: each model minus {res.reference}, paired on the test cases (seed-averaged); "
-        "bootstrap interval of the mean difference, two-sided Wilcoxon signed-rank p, Holm "
-        "correction over the models per metric."
+        f"{title}: each model minus {res.reference}, paired on the test cases (with several "
+        "seeds the interval carries the seeds' spread too). Each interval is drawn at the "
+        "Bonferroni-adjusted level of its family (the models' comparisons of one metric), "
+        "with its method, cases and simulated coverage; p is the interval's own (the paired t "
+        "test it inverts), the Bonferroni p that times the family's size; significant exactly "
+        "when the interval excludes 0."
     )
 
 
@@ -148,7 +142,18 @@ def ablations_caption(title: str, res: Results) -> str:
     return (
         f"{title}: ablations of {full} (each changes the model section as shown). "
         f"{interval_caption(res)} Δ = ablation minus {full}, paired on the test "
-        "cases, with its bootstrap interval; Holm correction over the ablations per metric."
+        "cases, with its interval at the Bonferroni-adjusted level of the ablations' family per "
+        "metric (significant exactly when it excludes 0)."
+    )
+
+
+def spread_caption(title: str, spread: RerunSpread) -> str:
+    """Caption of the rerun-spread table."""
+    return (
+        f"{title}: the committed means, and how far each rerun of the whole study on a "
+        "simulated other machine moved them (" + ", ".join(spread.reruns) + "; DSC in % points, "
+        "HD95 in voxels), and whether every verdict against the reference held. Measured by "
+        "benchmarks/rerun_spread.py on this configuration."
     )
 
 
@@ -210,25 +215,41 @@ def study_text(res: Results) -> str:
 
 
 def machine_text(train_info: Mapping[str, Any] | None) -> str:
-    """Where training ran, with which CPU kernels, and what that makes reproducible."""
+    """Where training ran, with which kernels, and exactly what repeats bit for bit."""
     if not train_info or not train_info.get("machine"):
         return "not recorded"
     m = train_info["machine"]
-    device = train_info.get("device", "?")
+    device = str(train_info.get("device", "?"))
     kernels = (train_info.get("train_config") or {}).get("cpu_kernels", "native")
-    text = f"{device}; {m.get('cpu')}, {m.get('cores')} cores, torch {m.get('torch')}"
-    if not str(device).startswith("cpu"):
-        return text + "; GPU results repeat bit for bit only on the same GPU and software"
-    if kernels == "portable" and str(m.get("aten_capability", "")).upper() == "AVX2":
+    threads = m.get("threads")
+    vendor = m.get("vendor")
+    text = (
+        f"{device}; {m.get('cpu')}"
+        + (f" ({vendor})" if vendor else "")
+        + f", {m.get('cores')} cores"
+        + (f", {threads} threads" if threads else "")
+        + f", torch {m.get('torch')}"
+    )
+    if not device.startswith("cpu"):
+        return text + "; GPU results repeat bit for bit only on the same GPU model and software"
+    same = f"the same torch and {threads} threads" if threads else "the same torch and threads"
+    aten = str(m.get("aten_capability", ""))
+    branch = m.get("mkl_branch")
+    kernel_words = f"ATen {aten}" + (f", MKL branch {branch}" if branch else "")
+    if kernels == "compatible" and aten.upper() == "AVX2":
         return text + (
-            "; portable AVX2 kernels: the same params give the same weights, bit for bit, on "
-            "this machine and on an AVX2-only CPU simulated on it (same torch and thread "
-            "count; benchmarks/cpu_reproducibility.py), while native kernels moved the Synapse "
-            "mean DSC by points (README, Reproducibility across machines)"
+            f"; compatible kernels ({kernel_words}): bit for bit on Intel and AMD x86-64 CPUs "
+            f"with {same} (docs/reproducibility.md)"
+        )
+    if kernels == "portable" and aten.upper() == "AVX2":
+        return text + (
+            f"; portable kernels ({kernel_words}): bit for bit on x86-64 CPUs of this vendor, "
+            f"AVX-512 or AVX2 only, with {same}; a CPU of another vendor, another thread "
+            "count or another architecture trains other weights (docs/reproducibility.md)"
         )
     return text + (
-        f"; native {m.get('aten_capability')} kernels: bit for bit on the same CPU and "
-        "software only; other CPUs round differently and move the metrics"
+        f"; native kernels ({kernel_words}): bit for bit on the same CPU model with {same} "
+        "only; other CPUs round differently and move the metrics"
     )
 
 

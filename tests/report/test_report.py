@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -24,12 +23,12 @@ from fake_study import (
     git,
     keep_one_model,
 )
-from scipy import stats
 
+from mtunet.fileio import read_json, write_json
 from mtunet.report.experiments import flatten, params_diff
 from mtunet.report.formatting import verdict
 from mtunet.report.published import PUBLISHED
-from mtunet.report.report import build_report, cases_needed, min_wilcoxon_p
+from mtunet.report.report import build_report
 from mtunet.report.results import interval_text
 from mtunet.report.table_files import to_latex, to_markdown
 from mtunet.report.text import machine_text
@@ -58,7 +57,7 @@ def test_report_contents(repo: dict[str, Any]) -> None:
         assert heading in text
     # The summary names the reference's mean with both intervals.
     assert f"mtunet mean DSC {interval_text(comp['variants']['mtunet']['dsc'])} %" in text
-    assert "seeds; [" in text and "] cases" in text
+    assert "] seeds (t, 2 seeds); [" in text and "] cases (t, 4 cases; covers " in text
     assert "synthetic phantoms" in text and "not comparable" in text.lower()
     # Published numbers, in their own table on the real data.
     assert "| MT-UNet (selected on test) | 78.59 | 26.59 | 87.92 | 64.99 |" in text
@@ -74,14 +73,18 @@ def test_report_contents(repo: dict[str, Any]) -> None:
     assert "http" not in text  # nothing loaded from the internet
     # What the intervals mean and what 4 (8) cases allow, computed.
     assert "**Reading the intervals.**" in text
+    # The case interval's method and its simulated coverage at n, from the comparison.
+    rec = comp["variants"]["mtunet"]["dsc"]["case_interval"]
+    cov = rec["coverage"]
     assert (
-        "With 4 test cases the smallest p-value the exact Wilcoxon test can give (every case "
-        "moving the same way) is 2/2^4 = 0.125, so no difference can be significant here, "
-        "whatever its size (Holm's correction can only raise p): at least 6 test cases are "
-        "needed." in text
+        f"at n = 4 a 95% t interval holds the true mean in {100 * cov['tight']:.0f}% of studies "
+        f"with tight scores, {100 * cov['skewed']:.0f}% with skewed scores (10% failure cases)"
+        in text
     )
     assert "2 training seeds here: the interval is the mean ± 12.71 standard errors" in text
-    assert "With 8 test cases" in text and "= 0.00781, below 0.05: a difference can reach" in text
+    assert "drawn at the level 1 − 0.05/m for the m comparisons of its family (Bonferroni; " in text
+    assert "models: m = 1; ablations: m = 1)" in text
+    assert "excludes 0. So the tables, the forest plot and the verdicts always agree" in text
     # Protocol: the reference model's first seed.
     assert (
         "- Study: models mtunet (reference), unet; ablations no_gaussian (gaussian=False); "
@@ -147,7 +150,7 @@ def test_models_table_matches_comparison(repo: dict[str, Any]) -> None:
     assert math.isnan(acdc.loc["mtunet", "params_m"])
     assert acdc.loc["unet", "gflops"] == pytest.approx(3.5)
     tex = (tables / "synapse_models.tex").read_text()
-    assert r"\begin{tabular}" in tex and "seeds; [" in tex
+    assert r"\begin{tabular}" in tex and "seeds (t, 2 seeds); [" in tex
     assert "GFLOPs of one forward pass of one image (1x1x96x96" in text
 
 
@@ -162,21 +165,23 @@ def test_difference_table_and_verdicts(repo: dict[str, Any]) -> None:
         assert set(diff["variant"]) == {"unet"}
         for _, row in diff.iterrows():
             test = _test_row(comp, "models", row["metric"], "unet")
-            for key in ("diff", "ci_low", "ci_high", "p_value", "p_holm"):
+            for key in ("diff", "ci_low", "ci_high", "p_value", "p_adjusted", "m"):
                 assert row[key] == pytest.approx(test[key])
+            assert row["confidence"] == pytest.approx(test["confidence"])
+            assert row["method"] == test["method"] == "t_seeds_cases"
+            assert row["coverage_tight"] == pytest.approx(test["coverage"]["coverage"]["tight"])
             assert row["n_cases"] == N_CASES[ds]
             assert row["verdict"] == verdict(test, row["metric"] == "dsc")
-    # 4 cases: nothing can be significant, and the table says so in words.
-    syn = pd.read_csv(tables / "synapse_vs_reference.csv")
-    assert (syn["p_value"] >= 0.125 - 1e-12).all()
-    assert list(syn["verdict"]) == ["not significant", "not significant"]
-    assert "| unet | DSC (%) |" in text and "| not significant |" in text
-    # 8 cases, every case worse for the noisy U-Net: p = 2 / 2**8, significantly lower DSC.
-    acdc = pd.read_csv(tables / "acdc_vs_reference.csv").set_index("metric")
-    assert acdc.loc["dsc", "p_holm"] == pytest.approx(2 / 2**8)
-    assert acdc.loc["dsc", "diff"] < 0
-    assert acdc.loc["dsc", "verdict"] == "significantly lower (worse)"
-    assert "significantly lower (worse)" in text
+            # The verdict is the drawn interval's: significant exactly when it excludes 0.
+            assert row["significant"] == (not row["ci_low"] <= 0 <= row["ci_high"])
+            assert row["significant"] == (row["verdict"] != "not significant")
+    # The noisy U-Net is lower in every case and seed: significantly lower DSC on both.
+    for ds in ("synapse", "acdc"):
+        d = pd.read_csv(tables / f"{ds}_vs_reference.csv").set_index("metric")
+        assert d.loc["dsc", "diff"] < 0 and d.loc["dsc", "ci_high"] < 0
+        assert d.loc["dsc", "verdict"] == "significantly lower (worse)"
+    assert "| unet | DSC (%) |" in text and "| significantly lower (worse) |" in text
+    assert "t over seeds and cases, 4 cases; covers " in text
     tex = (tables / "acdc_vs_reference.tex").read_text()
     assert r"Difference [95\% CI]" in tex and "significantly lower (worse)" in tex
 
@@ -194,7 +199,7 @@ def test_ablation_table(repo: dict[str, Any]) -> None:
         test = _test_row(comp, "ablations", metric, "no_gaussian")
         assert row[f"{metric}_diff"] == pytest.approx(test["diff"])
         assert row[f"{metric}_ci_low"] == pytest.approx(test["ci_low"])
-        assert row[f"{metric}_p_holm"] == pytest.approx(test["p_holm"])
+        assert row[f"{metric}_p_adjusted"] == pytest.approx(test["p_adjusted"])
         assert row[f"{metric}_verdict"] == verdict(test, metric == "dsc")
         assert row[metric] == pytest.approx(comp["variants"]["no_gaussian"][metric]["mean"])
     assert row["dsc_verdict"] == "significantly lower (worse)"
@@ -202,7 +207,9 @@ def test_ablation_table(repo: dict[str, Any]) -> None:
     assert "| mtunet (full model) | (none) |" in text
     assert "DSC: significantly lower (worse); HD95:" in text
     syn = pd.read_csv(root / "reports" / "tables" / "synapse_ablations.csv")
-    assert list(syn["dsc_verdict"].dropna()) == ["not significant"]
+    verdicts = syn["dsc_verdict"].dropna()
+    significant = (syn["dsc_ci_high"] < 0) | (syn["dsc_ci_low"] > 0)
+    assert list(verdicts != "not significant") == list(significant[verdicts.index])
     tex = (root / "reports" / "tables" / "acdc_ablations.tex").read_text()
     assert r"$\Delta$DSC [95\% CI]" in tex and r"gaussian=False" in tex
 
@@ -380,32 +387,49 @@ def test_single_model_study(repo: dict[str, Any]) -> None:
     assert "### Ablations" not in text
     assert not (root / "reports" / "figures" / "acdc_forest.png").exists()
     shown = interval_text(entry["dsc"])
-    assert shown.endswith(" cases") and "seeds" not in shown
+    cov = entry["dsc"]["case_interval"]["coverage"]
+    mark = "*" if entry["dsc"]["case_interval"]["below_target"] else ""
+    tail = "/".join(f"{100 * cov[f]:.0f}" for f in ("tight", "skewed", "bimodal"))
+    assert shown.endswith(f" cases (t, 8 cases; covers {tail} %{mark})") and "seeds" not in shown
     assert f"| mtunet (reference) | - | - | {shown} |" in text
 
 
-def test_minimum_wilcoxon_p_is_computed() -> None:
-    for n in range(2, 9):
-        exact = stats.wilcoxon(np.arange(1.0, n + 1.0)).pvalue
-        assert min_wilcoxon_p(n) == pytest.approx(exact)
-    assert min_wilcoxon_p(4) == 0.125
-    assert cases_needed(0.05) == 6
-    assert cases_needed(0.01) == 8
-
-
 def test_verdict_wording() -> None:
-    row = {"diff": -2.0, "ci_low": -3.0, "ci_high": -1.0, "p_holm": 0.01}
+    """The words follow the comparison's recorded verdict (its interval excludes 0)."""
+    row = {"diff": -2.0, "ci_low": -3.0, "ci_high": -1.0, "verdict": "lower"}
     assert verdict(row, higher_is_better=True) == "significantly lower (worse)"
     assert verdict(row, higher_is_better=False) == "significantly lower (better)"
-    assert verdict({**row, "diff": 2.0, "ci_low": 1.0, "ci_high": 3.0}, True) == (
+    assert verdict({**row, "diff": 2.0, "verdict": "higher"}, True) == (
         "significantly higher (better)"
     )
-    assert verdict({**row, "p_holm": 0.05}, True) == "not significant"  # p >= 0.05
-    assert verdict({**row, "p_holm": None}, True) == "not significant"
-    assert "includes 0" in verdict({**row, "ci_high": 0.5}, True)
+    assert verdict({**row, "verdict": "none"}, True) == "not significant"
+    assert verdict({"diff": -2.0}, True) == "not significant"  # no verdict recorded
+    assert verdict(None, True) == "not significant"
     assert interval_text({"mean": 91.3, "seed_ci": [90.1, 92.4], "case_ci": [88.0, 94.1]}) == (
         "91.30 [90.10, 92.40] seeds; [88.00, 94.10] cases"
     )
+    record = {
+        "method": "t",
+        "n": 12,
+        "confidence": 0.95,
+        "simulated": True,
+        "coverage": {"tight": 0.948, "skewed": 0.799, "bimodal": 0.938},
+        "below_target": True,
+    }
+    seeds = {"method": "t", "n": 3, "simulated": False, "coverage": {"normal": 0.95}}
+    entry = {
+        "mean": 91.3,
+        "seed_ci": [90.1, 92.4],
+        "case_ci": [88.0, 94.1],
+        "seed_interval": seeds,
+        "case_interval": record,
+    }
+    assert interval_text(entry) == (
+        "91.30 [90.10, 92.40] seeds (t, 3 seeds); [88.00, 94.10] cases (t, 12 cases; covers "
+        "95/80/94 %*)"
+    )
+    met = {**entry, "case_interval": {**record, "below_target": False}}
+    assert interval_text(met).endswith("covers 95/80/94 %)")
     assert interval_text({"mean": None}) == "-"
 
 
@@ -431,13 +455,90 @@ def test_helpers() -> None:
 
 
 def test_machine_text_says_what_is_reproducible() -> None:
-    machine = {"cpu": "Some CPU", "cores": 2, "torch": "2.13.0", "aten_capability": "AVX2"}
+    machine = {
+        "cpu": "Some CPU",
+        "vendor": "AuthenticAMD",
+        "cores": 2,
+        "threads": 2,
+        "torch": "2.13.0",
+        "aten_capability": "AVX2",
+        "mkl_branch": "AUTO",
+    }
     portable = {"device": "cpu", "machine": machine, "train_config": {"cpu_kernels": "portable"}}
-    assert "portable AVX2 kernels" in machine_text(portable)
-    assert "Some CPU, 2 cores" in machine_text(portable)
+    text = machine_text(portable)
+    assert "Some CPU (AuthenticAMD), 2 cores, 2 threads, torch 2.13.0" in text
+    assert "portable kernels (ATen AVX2, MKL branch AUTO): bit for bit on x86-64 CPUs of " in text
+    assert "this vendor, AVX-512 or AVX2 only, with the same torch and 2 threads" in text
+    assert "another vendor, another thread count or another architecture" in text
+    compatible = {**portable, "train_config": {"cpu_kernels": "compatible"}}
+    assert "bit for bit on Intel and AMD x86-64 CPUs" in machine_text(compatible)
     native = {**portable, "machine": {**machine, "aten_capability": "AVX512"}}
-    assert "native AVX512 kernels" in machine_text(native)
+    assert "native kernels (ATen AVX512" in machine_text(native)
+    assert "the same CPU model with the same torch and 2 threads only" in machine_text(native)
     # Asked for portable, but the process had computed before the pin: reported as native.
-    assert "native AVX512" in machine_text({**native, "train_config": {"cpu_kernels": "portable"}})
-    assert "same GPU" in machine_text({**portable, "device": "cuda:0"})
+    assert "native kernels (ATen AVX512" in machine_text(
+        {**native, "train_config": {"cpu_kernels": "portable"}}
+    )
+    # An older train.json without vendor, threads or MKL branch still reads.
+    old = {
+        **portable,
+        "machine": {"cpu": "X", "cores": 4, "torch": "2.2", "aten_capability": "AVX2"},
+    }
+    assert "X, 4 cores, torch 2.2; portable kernels (ATen AVX2)" in machine_text(old)
+    assert "same GPU model" in machine_text({**portable, "device": "cuda:0"})
     assert machine_text(None) == "not recorded"
+
+
+def _spread_doc(root: Path, digest: str, held: bool) -> dict[str, Any]:
+    """A rerun_spread.json for the fake study: every mean moved by +0.5 (other vendor) and
+    -1.0 (1 thread); every verdict held, or one changed."""
+    reruns: dict[str, Any] = {}
+    committed: dict[str, Any] = {}
+    for rerun, move in (("other vendor", 0.5), ("1 thread", -1.0)):
+        results = {}
+        for ds in ("synapse", "acdc"):
+            comp = read_json(root / "compare" / ds / "comparison.json")
+            committed[ds] = {}
+            variants = {
+                name: {m: {"committed": e[m]["mean"], "rerun": e[m]["mean"] + move, "move": move}
+                       for m in ("dsc", "hd95")}
+                for name, e in comp["variants"].items()
+            }  # fmt: skip
+            keys = [f"{g}/{m}/{r['variant']}" for g, by in comp["comparisons"].items()
+                    for m, rows in by.items() for r in rows]  # fmt: skip
+            comparisons = {
+                k: {"same": held or not (rerun == "1 thread" and k == "models/dsc/unet")}
+                for k in keys
+            }
+            results[ds] = {"variants": variants, "comparisons": comparisons}
+        reruns[rerun] = {"results": results}
+    return {"study_digest": digest, "committed": committed, "reruns": reruns}
+
+
+def test_measured_rerun_spread_is_shown_for_its_own_configuration(repo: dict[str, Any]) -> None:
+    """The rerun spread appears when it was measured on this params.yaml, and only then."""
+    from mtunet.config import load_params
+    from mtunet.report.report import SPREAD_FILE
+    from mtunet.report.spread import study_digest
+
+    root = repo["root"]
+    digest = study_digest(load_params(root / "params.yaml"))
+    write_json(root / SPREAD_FILE, _spread_doc(root, digest, held=True))
+    text = build(root).read_text()
+    assert text.count("### Reruns on other machines") == 2
+    assert "| mtunet | 89.97 | -1.00 (1 thread), +0.50 (other vendor) | 6.06 |" in text
+    assert "_Every verdict against the reference held in every rerun._" in text
+    table = pd.read_csv(root / "reports" / "tables" / "synapse_rerun_spread.csv")
+    assert list(table["variant"]) == ["mtunet", "unet", "no_gaussian"]
+    assert list(table["dsc_largest_move"]) == [1.0, 1.0, 1.0]
+    assert list(table["verdicts_held"].iloc[1:]) == [True, True]
+    assert "how far it moved these numbers is measured below" in text
+    write_json(root / SPREAD_FILE, _spread_doc(root, digest, held=False))
+    text = build(root).read_text()
+    assert "_Some verdicts changed in a rerun: read them as fragile._" in text
+    assert "| changed |" in text
+    # Measured on other parameters: not this study's spread.
+    write_json(root / SPREAD_FILE, _spread_doc(root, "0" * 64, held=True))
+    text = build(root).read_text()
+    assert "### Reruns on other machines" not in text
+    assert "the seed interval says how far" in text
