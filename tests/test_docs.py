@@ -95,6 +95,53 @@ def test_a_table_joins_its_files_by_row(tmp_path: Path) -> None:
     assert len(lines) == 4
 
 
+def test_rerun_spread_tables_show_each_rerun_beside_the_committed_study(tmp_path: Path) -> None:
+    """benchmarks/rerun_spread.py's file: moves of every mean, and each rerun's verdict."""
+    moved = {"dsc": {"move": -1.5}, "hd95": {"move": 0.25}}
+    same = {"same": True, "rerun": "lower", "diff_rerun": -6.0}
+    changed = {"same": False, "rerun": "none", "diff_rerun": -0.5}
+    doc = {
+        "committed": {
+            "acdc": {
+                "variants": {"mtunet": {"dsc": 82.0, "hd95": 1.25}},
+                "comparisons": {"models/dsc/unet": {"verdict": "lower", "diff": -5.0}},
+            }
+        },
+        "largest_move": {"acdc": {"mtunet": {"dsc": 2.0, "hd95": 0.25}}},
+        "reruns": {
+            "1 thread": {
+                "results": {
+                    "acdc": {
+                        "variants": {"mtunet": moved},
+                        "comparisons": {"models/dsc/unet": same},
+                    }
+                }
+            },
+            "other vendor": {
+                "results": {
+                    "acdc": {
+                        "variants": {"mtunet": {"dsc": {"move": 2.0}, "hd95": {"move": 0.0}}},
+                        "comparisons": {"models/dsc/unet": changed},
+                    }
+                }
+            },
+        },
+    }
+    _write(tmp_path, "benchmarks/results/rerun_spread.json", doc)
+    moves = hook.render_table("rerun_spread", tmp_path).splitlines()
+    assert (
+        moves[0]
+        == "| dataset | model | metric | committed | 1 thread | other vendor | largest move |"
+    )
+    assert moves[2] == "| acdc | mtunet | DSC (%) | 82.00 | \u22121.50 | +2.00 | 2.00 |"
+    assert moves[3] == "| acdc | mtunet | HD95 (vox) | 1.25 | +0.25 | +0.00 | 0.25 |"
+    verdicts = hook.render_table("rerun_spread_verdicts", tmp_path).splitlines()
+    assert verdicts[2] == (
+        "| acdc | unet \u2212 reference, DSC (%) | lower (\u22125.00) | same (\u22126.00) "
+        "| **none** (\u22120.50) |"
+    )
+
+
 def test_signed_differences_use_a_true_minus() -> None:
     assert table_format.signed(-5.3548) == "\u22125.35"
     assert table_format.signed(1.4678) == "+1.47"

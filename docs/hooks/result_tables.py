@@ -208,3 +208,59 @@ def ablation_study(doc: Doc) -> str:
             ]
         )
     return markdown_table(header, rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmarks/rerun_spread.py
+
+METRIC_NAMES = {"dsc": "DSC (%)", "hd95": "HD95 (vox)"}
+
+
+def rerun_spread(doc: Doc) -> str:
+    """``rerun_spread.json``: each variant's committed means and how far each rerun on a
+    simulated other machine moved them."""
+    reruns = list(doc["reruns"])
+    header = ["dataset", "model", "metric", "committed", *reruns, "largest move"]
+    rows = []
+    for ds, numbers in doc["committed"].items():
+        for name, means in numbers["variants"].items():
+            for metric, label in METRIC_NAMES.items():
+                if means.get(metric) is None:
+                    continue
+                moves = [doc["reruns"][r]["results"][ds]["variants"][name][metric]["move"]
+                         for r in reruns]  # fmt: skip
+                rows.append(
+                    [
+                        ds,
+                        name,
+                        label,
+                        f"{means[metric]:.2f}",
+                        *(signed(m) for m in moves),
+                        f"{doc['largest_move'][ds][name][metric]:.2f}",
+                    ]
+                )
+    return markdown_table(header, rows)
+
+
+def rerun_spread_verdicts(doc: Doc) -> str:
+    """``rerun_spread.json``: every comparison's committed verdict and each rerun's."""
+    reruns = list(doc["reruns"])
+    header = ["dataset", "comparison", "committed verdict", *reruns]
+    rows = []
+    for ds, numbers in doc["committed"].items():
+        for key, row in numbers["comparisons"].items():
+            _, metric, variant = key.split("/")
+            rerun_words = []
+            for r in reruns:
+                c = doc["reruns"][r]["results"][ds]["comparisons"][key]
+                rerun_words.append(("same" if c["same"] else f"**{c['rerun']}**") +
+                                   f" ({signed(c['diff_rerun'])})")  # fmt: skip
+            rows.append(
+                [
+                    ds,
+                    f"{variant} − reference, {METRIC_NAMES.get(metric, metric)}",
+                    f"{row['verdict']} ({signed(row['diff'])})",
+                    *rerun_words,
+                ]
+            )
+    return markdown_table(header, rows)

@@ -75,6 +75,8 @@ TABLES: dict[str, Table] = {
     "cpu_reproducibility": _result("cpu_reproducibility", results.cpu_reproducibility),
     "cpu_reproducibility_trace": _result("cpu_reproducibility", results.cpu_reproducibility_trace),
     "cpu_reproducibility_cost": _result("cpu_reproducibility", results.cpu_reproducibility_cost),
+    "rerun_spread": _result("rerun_spread", results.rerun_spread),
+    "rerun_spread_verdicts": _result("rerun_spread", results.rerun_spread_verdicts),
     "metrics_speed": _result("metrics_speed", results.metrics_speed),
     "preprocess_speed": _result("preprocess_speed", results.preprocess_speed),
     "phantom_difficulty_synapse": _result("phantom_difficulty_synapse", results.phantom_difficulty),
