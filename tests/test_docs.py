@@ -209,20 +209,27 @@ def test_every_marker_in_the_docs_renders_from_the_committed_files() -> None:
 
 
 def test_cli_page_lists_every_subcommand_and_option() -> None:
-    """docs/cli.md names every subcommand and option string of `mtunet`'s parser."""
+    """docs/cli.md names every subcommand (nested ones too: `mtunet study run`) and option
+    string of `mtunet`'s parser."""
     import argparse
 
     from mtunet.cli import _parser
 
     text = (DOCS / "cli.md").read_text(encoding="utf-8")
-    parser = _parser()
-    names = [o for a in parser._actions for o in a.option_strings if o not in ("-h", "--help")]
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for command, sub in action.choices.items():
-                assert re.search(rf"`mtunet {command}\b", text), f"cli.md lacks `mtunet {command}`"
-                names += [
-                    o for a in sub._actions for o in a.option_strings if o not in ("-h", "--help")
-                ]
+    names: list[str] = []
+
+    def walk(parser: argparse.ArgumentParser, prefix: str) -> None:
+        names.extend(
+            o for a in parser._actions for o in a.option_strings if o not in ("-h", "--help")
+        )
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for command, sub in action.choices.items():
+                    full = f"{prefix} {command}"
+                    assert re.search(rf"`{full}\b", text), f"cli.md lacks `{full}`"
+                    walk(sub, full)
+
+    walk(_parser(), "mtunet")
+    assert "study" in text and "`mtunet study run" in text  # the walk reached nested commands
     missing = sorted({n for n in names if f"`{n}" not in text})
     assert not missing, f"cli.md lacks the options {missing}"
