@@ -233,3 +233,15 @@ def test_cli_page_lists_every_subcommand_and_option() -> None:
     assert "study" in text and "`mtunet study run" in text  # the walk reached nested commands
     missing = sorted({n for n in names if f"`{n}" not in text})
     assert not missing, f"cli.md lacks the options {missing}"
+
+
+def test_design_page_maps_every_module() -> None:
+    """docs/design.md's map of files names every module of the package, so it stays current."""
+    text = (DOCS / "design.md").read_text(encoding="utf-8")
+    mapped = text[text.index("The map of files") : text.index("## Module size")]
+    missing = [
+        path.relative_to(REPO).as_posix()
+        for path in sorted((REPO / "mtunet").rglob("*.py"))
+        if path.name != "__init__.py" and not re.search(rf"\b{re.escape(path.name)}", mapped)
+    ]
+    assert not missing, f"docs/design.md's map lacks {missing}"
