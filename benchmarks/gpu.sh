@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU figure in the README, in one run on a CUDA machine: the CUDA tests, then
+# Every GPU figure in docs/benchmarks.md, in one run on a CUDA machine: the CUDA tests, then
 # model_speed.py and train_speed.py in float32 and bfloat16, eager, and the compiled
 # training step. Each benchmark has its own time limit, so a slow compilation costs only its
 # own rows. About 7 minutes on an H200 (COMPILE_TRAIN_SPEED=1 adds about 7 more).

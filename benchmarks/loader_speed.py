@@ -19,7 +19,7 @@ seeding, batches of 12, for several epochs. Variants:
 
 Every variant must yield the same batches as ``workers=0``, bit for bit (a SHA-256 over every
 image and label tensor of every epoch): a variant that does not is reported and fails the run.
-The rates give the workers one run needs to keep a GPU busy at the step rates the README
+The rates give the workers one run needs to keep a GPU busy at the step rates docs/benchmarks.md
 measured on one H200 (paper network, batch 12): 236.3 img/s compiled bfloat16 and 137.2 img/s
 eager float32.
 
@@ -55,7 +55,7 @@ from mtunet.fileio import write_json
 from mtunet.training.build import seed_worker
 
 RESULTS = Path(__file__).resolve().parent / "results" / "loader_speed.json"
-#: Training step rates of the paper network on one H200 (README, train_speed_cuda.json).
+#: Training step rates of the paper network on one H200 (docs/benchmarks.md, train_speed_cuda.json).
 GPU_STEP_RATES = {"compiled bfloat16": 236.3, "eager float32": 137.2}
 BATCH = 12
 SEED = 1234

@@ -281,7 +281,7 @@ def loader_workers(num_workers: int | str, device_type: str, processes: int = 1)
     """The DataLoader workers of one of ``processes`` training processes on ``device_type``.
 
     A number (``train.num_workers``) is taken as given. ``"auto"`` on ``"cpu"`` is 0: the
-    training threads use every core, and a worker takes one of them (README, "Training loop
+    training threads use every core, and a worker takes one of them (docs/benchmarks.md, "Training loop
     speed": 0.63x with one worker on 2 cores), while loading in the main process costs a few
     per cent of a step. On a GPU, the process's share of :func:`available_cpus` less one core
     for the process itself (which queues the GPU's work), at most :data:`MAX_AUTO_WORKERS`.
