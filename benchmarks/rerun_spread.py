@@ -7,8 +7,13 @@ every mean and every verdict with the workspace's:
 
 * ``other vendor``: MKL takes the other vendor's dispatch (the preloaded vendor shim of
   ``benchmarks/cpu_reproducibility.py``): what a user with an Intel CPU gets here;
-* ``1 thread``, ``4 threads``: ``OMP_NUM_THREADS`` (a machine with that many cores, or a
-  shared one): MKL, oneDNN and ATen split their sums by thread.
+* ``1 thread``, ``4 threads``: torch's thread count (a machine with that many cores, or a
+  shared one): MKL, oneDNN and ATen split their sums by thread. It is set by
+  ``torch.set_num_threads`` from a ``sitecustomize`` module put first on the reruns'
+  ``PYTHONPATH``, as ``OMP_NUM_THREADS`` would on such a machine: torch caps
+  ``OMP_NUM_THREADS`` at the cores it sees, so that variable alone cannot simulate more
+  threads than this machine has. Each rerun's ``train.json`` must record the thread count and
+  MKL branch it was meant to run with, or the rerun fails.
 
 Each rerun is a ``git clone`` of the workspace (its committed code and ``params.yaml``) in a
 temporary folder, with ``dvc repro`` of every stage up to ``compare`` under the simulated
@@ -47,13 +52,47 @@ RERUNS = ("other vendor", "1 thread", "4 threads")
 METRICS = ("dsc", "hd95")
 
 
+#: The environment variable the reruns' ``sitecustomize`` reads.
+THREADS_ENV = "RERUN_SPREAD_TORCH_THREADS"
+SITECUSTOMIZE = f"""# Written by benchmarks/rerun_spread.py: torch's threads, as a machine with that many has.
+import os
+
+if os.environ.get("{THREADS_ENV}"):
+    import torch
+
+    torch.set_num_threads(int(os.environ["{THREADS_ENV}"]))
+"""
+
+
 def environment(rerun: str, shim: Path) -> dict[str, str]:
     """The environment variables that simulate one rerun's machine."""
     return {
         "other vendor": {"LD_PRELOAD": str(shim)},
-        "1 thread": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
-        "4 threads": {"OMP_NUM_THREADS": "4", "MKL_NUM_THREADS": "4"},
+        "1 thread": {THREADS_ENV: "1"},
+        "4 threads": {THREADS_ENV: "4"},
     }[rerun]
+
+
+def check_runs(folder: Path, rerun: str, env: dict[str, str]) -> list[dict[str, Any]]:
+    """Every training run of a rerun, with the threads and MKL branch it recorded; raises
+    when one did not run the simulated machine."""
+    from mtunet.fileio import read_json
+
+    runs = []
+    for path in sorted(folder.glob("models/*/*/seed*/train.json")):
+        info = read_json(path)
+        got = {
+            "run": path.parent.relative_to(folder / "models").as_posix(),
+            "torch_threads": (info.get("resources") or {}).get("torch_threads"),
+            "mkl_branch": (info.get("machine") or {}).get("mkl_branch"),
+        }
+        wanted_threads = int(env.get(THREADS_ENV, got["torch_threads"] or 0))
+        if got["torch_threads"] != wanted_threads or (
+            "LD_PRELOAD" in env and got["mkl_branch"] in ("AUTO", None)
+        ):
+            raise SystemExit(f"rerun {rerun!r}: {got['run']} did not run as simulated: {got}")
+        runs.append(got)
+    return runs
 
 
 def study_numbers(root: Path, datasets: list[str]) -> dict[str, Any]:
@@ -126,12 +165,14 @@ def summary(reruns: dict[str, Any]) -> dict[str, Any]:
     return {"largest_move": largest, "every_verdict_held": held}
 
 
-def rerun_study(rerun: str, env: dict[str, str], repo: Path, folder: Path) -> float:
-    """Clone ``repo`` into ``folder`` and reproduce its study up to the comparison."""
+def rerun_study(rerun: str, env: dict[str, str], repo: Path, folder: Path, site: Path) -> float:
+    """Clone ``repo`` into ``folder`` and reproduce its study up to the comparison;
+    ``site`` holds the ``sitecustomize`` that sets the threads."""
     subprocess.run(["git", "clone", "-q", str(repo), str(folder)], check=True)
-    clean = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "OMP_NUM_THREADS")}
-    # The clone's own package first, whatever is installed.
-    clean["PYTHONPATH"] = str(folder) + os.pathsep + clean.get("PYTHONPATH", "")
+    own = ("LD_PRELOAD", "OMP_NUM_THREADS", "MKL_NUM_THREADS", THREADS_ENV)
+    clean = {k: v for k, v in os.environ.items() if k not in own}
+    # The clone's own package first, whatever is installed; the thread setter before it.
+    clean["PYTHONPATH"] = os.pathsep.join([str(site), str(folder), clean.get("PYTHONPATH", "")])
     targets = ["compare@synapse", "compare@acdc"]
     t0 = time.perf_counter()
     with open(folder / "rerun.log", "w", encoding="utf-8") as log:
@@ -171,13 +212,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         keep = args.keep or Path(tmp)
         keep.mkdir(parents=True, exist_ok=True)
         shim = vendor_shim(Path(tmp), intel=cpu_vendor() != "GenuineIntel")
+        site = Path(tmp) / "site"
+        site.mkdir()
+        (site / "sitecustomize.py").write_text(SITECUSTOMIZE, encoding="utf-8")
         for rerun in args.reruns:
             folder = keep / rerun.replace(" ", "_")
             env = environment(rerun, shim)
-            seconds = rerun_study(rerun, env, args.baseline, folder)
+            seconds = rerun_study(rerun, env, args.baseline, folder, site)
+            runs = check_runs(folder, rerun, env)
             results = compare(base, study_numbers(folder, datasets))
             shown = {k: ("<vendor shim>" if k == "LD_PRELOAD" else v) for k, v in env.items()}
-            reruns[rerun] = {"env": shown, "seconds": seconds, "results": results}
+            reruns[rerun] = {"env": shown, "seconds": seconds, "runs": runs, "results": results}
             print(f"{rerun}: {seconds / 60:.1f} min", flush=True)
             for ds, res in results.items():
                 for name, by_metric in res["variants"].items():
