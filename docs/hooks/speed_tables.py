@@ -310,3 +310,34 @@ def train_loop_threads(doc: Doc) -> str:
             ]
         )
     return markdown_table(header, body)
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmarks/loader_speed.py
+
+
+def loader_speed(doc: Doc) -> str:
+    """``loader_speed.json``: slices/s of training's data loading per variant and per worker,
+    and whether each variant yielded the same batches as loading in the main process."""
+    header = ["variant", "slices/s", "per worker", "first epoch (s)", "same bits"]
+    body = [
+        [
+            r["variant"],
+            f"{r['slices_per_second']:.1f}",
+            f"{r['slices_per_second_per_worker']:.1f}",
+            f"{r['first_epoch_seconds']:.2f}",
+            yes_no(r["same_batches_as_workers_0"]),
+        ]
+        for r in doc["rows"]
+    ]
+    return markdown_table(header, body)
+
+
+def loader_workers(doc: Doc) -> str:
+    """``loader_speed.json``: the workers one run needs to keep a GPU busy at each step rate."""
+    rates = doc["setup"]["gpu_step_rates_img_per_second"]
+    header = ["variant", *(f"workers for {v:g} img/s ({k})" for k, v in rates.items())]
+    needed = doc["workers_needed"]
+    variants = [r["variant"] for r in doc["rows"] if r["workers"] > 0]
+    body = [[v, *(str(needed[k][v]) for k in rates)] for v in variants]
+    return markdown_table(header, body)

@@ -72,6 +72,8 @@ TABLES: dict[str, Table] = {
     "train_loop_speed_threads_cpu": _result(
         "train_loop_speed_threads_cpu", speed.train_loop_threads
     ),
+    "loader_speed": _result("loader_speed", speed.loader_speed),
+    "loader_workers": _result("loader_speed", speed.loader_workers),
     "cpu_reproducibility": _result("cpu_reproducibility", results.cpu_reproducibility),
     "cpu_reproducibility_trace": _result("cpu_reproducibility", results.cpu_reproducibility_trace),
     "cpu_reproducibility_cost": _result("cpu_reproducibility", results.cpu_reproducibility_cost),
