@@ -51,6 +51,14 @@ class RerunSpread:
     every_verdict_held: bool
     source: str
 
+    @property
+    def changed(self) -> dict[str, list[str]]:
+        """Comparison key -> the reruns in which its verdict changed (held ones absent)."""
+        out = {
+            key: [r for r, held in per.items() if not held] for key, per in self.verdicts.items()
+        }
+        return {key: runs for key, runs in sorted(out.items()) if runs}
+
 
 def load_spread(path: Path, params: Mapping[str, Any], dataset: str) -> RerunSpread | None:
     """The measured rerun spread of ``dataset``; None when there is no measurement of this

@@ -535,7 +535,10 @@ def test_measured_rerun_spread_is_shown_for_its_own_configuration(repo: dict[str
     assert "how far it moved these numbers is measured below" in text
     write_json(root / SPREAD_FILE, _spread_doc(root, digest, held=False))
     text = build(root).read_text()
-    assert "_Some verdicts changed in a rerun: read them as fragile._" in text
+    assert (
+        "_Verdicts that changed in a rerun, to be read as fragile: `models/dsc/unet` (1 thread)._"
+        in text
+    )
     assert "| changed |" in text
     # Measured on other parameters: not this study's spread.
     write_json(root / SPREAD_FILE, _spread_doc(root, "0" * 64, held=True))
