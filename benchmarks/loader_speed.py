@@ -48,8 +48,7 @@ from machine import machine_info  # benchmarks/ is the script's folder, on sys.p
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mtunet.data import SliceDataset, load_manifest
-from mtunet.data.common import SYNAPSE_CLASSES, check_labels, read_slice, slice_case_name
-from mtunet.data.transforms import augment, resize, sample_rng
+from mtunet.data.common import SYNAPSE_CLASSES
 from mtunet.distributed import GlobalBatchSampler
 from mtunet.fileio import write_json
 from mtunet.training.build import seed_worker
@@ -97,28 +96,18 @@ def write_slices(root: Path, n: int, size: int, seed: int = 0) -> Path:
 class CachedSlices(SliceDataset):
     """:class:`SliceDataset` with every slice read and label-checked once, kept in memory.
 
-    The random augmentation and the zoom still run per item from the same per-sample
-    generator, so the items are the same bits as the uncached dataset's.
+    Only :meth:`SliceDataset.read` is cached: the random augmentation and the zoom still run
+    per item from the same per-sample generator, so the items are the same bits as the
+    uncached dataset's.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        max_id = self.manifest.num_classes - 1
-        self.cache = []
-        for path in self.paths:
-            image, label = read_slice(path)
-            self.cache.append((image, check_labels(label, max_id, path)))
+        self.cache = [SliceDataset.read(self, i) for i in range(len(self.paths))]
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        image, label = self.cache[index]
-        if self.augment:
-            image, label = augment(image, label, sample_rng(self.seed, self.epoch, index))
-        image, label = resize(image, label, self.img_size)
-        return {
-            "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None],
-            "label": torch.from_numpy(np.ascontiguousarray(label).astype(np.int64)),
-            "case": slice_case_name(self.paths[index]),
-        }
+    def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The slice as read at construction."""
+        return self.cache[index]
 
 
 class EpochKeyedSlices(Dataset):

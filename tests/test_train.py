@@ -12,26 +12,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from training_data import make_dataset
+from training_data import make_dataset, quick
 
 from mtunet.checkpoint import load_checkpoint, model_from_checkpoint
 from mtunet.model import MTUNetConfig
 from mtunet.training import TrainConfig, confusion_dice, poly_lr, train
 
 MODEL = MTUNetConfig(width_mult=0.125, img_size=32)
-
-
-def quick(**kw: Any) -> TrainConfig:
-    base: dict[str, Any] = {
-        "epochs": 2,
-        "batch_size": 4,
-        "lr": 1e-3,
-        "device": "cpu",
-        "progress": False,
-        "seed": 7,
-    }
-    base.update(kw)
-    return TrainConfig(**base)
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:

@@ -7,7 +7,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from training_data import make_dataset
+from training_data import make_dataset, quick
 
 import mtunet.training.loop as loop
 from mtunet.checkpoint import load_checkpoint, save_checkpoint
@@ -16,19 +16,6 @@ from mtunet.training import TrainConfig, train
 from mtunet.training.config import CPUS_ENV, MAX_AUTO_WORKERS, available_cpus, loader_workers
 
 MODEL = MTUNetConfig(width_mult=0.125, img_size=32)
-
-
-def _cfg(**kw: object) -> TrainConfig:
-    base: dict[str, object] = {
-        "epochs": 2,
-        "batch_size": 4,
-        "lr": 1e-3,
-        "device": "cpu",
-        "progress": False,
-        "seed": 7,
-    }
-    base.update(kw)
-    return TrainConfig(**base)  # type: ignore[arg-type]
 
 
 def _sha(path: Path) -> str:
@@ -42,8 +29,8 @@ def test_the_same_run_twice_writes_the_same_model_pt_bytes(
     manifest = make_dataset(tmp_path / "data", n_train=6, n_val_volumes=0)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
     monkeypatch.setenv(CPUS_ENV, "1")
-    a = train(_cfg(num_workers="auto"), MODEL, manifest, tmp_path / "a")
-    b = train(_cfg(num_workers="auto"), MODEL, manifest, tmp_path / "b")
+    a = train(quick(num_workers="auto"), MODEL, manifest, tmp_path / "a")
+    b = train(quick(num_workers="auto"), MODEL, manifest, tmp_path / "b")
     # Wall-clock time differs between the two runs, and stays in train.json only.
     assert a["history"][0]["train_seconds"] > 0 and b["history"][0]["train_seconds"] > 0
     assert _sha(tmp_path / "a" / "model.pt") == _sha(tmp_path / "b" / "model.pt")
@@ -110,7 +97,7 @@ def test_a_resumed_run_writes_the_uninterrupted_model_pt_bytes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     manifest = make_dataset(tmp_path / "data", n_train=6, n_val_volumes=1)  # best_val
-    train(_cfg(), MODEL, manifest, tmp_path / "full")
+    train(quick(), MODEL, manifest, tmp_path / "full")
     real, calls = loop.train_epoch, []
 
     def killed_in_epoch_2(*args: object, **kwargs: object) -> object:
@@ -122,9 +109,9 @@ def test_a_resumed_run_writes_the_uninterrupted_model_pt_bytes(
     with monkeypatch.context() as m:
         m.setattr(loop, "train_epoch", killed_in_epoch_2)
         with pytest.raises(_Killed):
-            train(_cfg(), MODEL, manifest, tmp_path / "part")
+            train(quick(), MODEL, manifest, tmp_path / "part")
     assert load_checkpoint(tmp_path / "part" / "last.pt")["epoch"] == 1
-    res = train(_cfg(), MODEL, manifest, tmp_path / "part")
+    res = train(quick(), MODEL, manifest, tmp_path / "part")
     assert res["resumed_from_epoch"] == 1
     assert _sha(tmp_path / "full" / "model.pt") == _sha(tmp_path / "part" / "model.pt")
 

@@ -4,9 +4,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
+
+from mtunet.training import TrainConfig
+
+
+def quick(**kw: Any) -> TrainConfig:
+    """The training tests' tiny configuration (2 epochs, batch 4, CPU), with ``kw`` on top."""
+    base: dict[str, Any] = {
+        "epochs": 2,
+        "batch_size": 4,
+        "lr": 1e-3,
+        "device": "cpu",
+        "progress": False,
+        "seed": 7,
+    }
+    base.update(kw)
+    return TrainConfig(**base)
 
 
 def make_dataset(

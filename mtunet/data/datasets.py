@@ -73,11 +73,19 @@ class SliceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def read(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Slice ``index`` as stored: image (H, W) and its label-checked label (H, W).
+
+        The one step of an item that is the same in every epoch (a subclass may keep it).
+        """
         path = self.paths[index]
         image, label = read_slice(path)
         # Checked here, once per slice on the host, so the loss never waits for the device.
-        label = check_labels(label, self.manifest.num_classes - 1, path)
+        return image, check_labels(label, self.manifest.num_classes - 1, path)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        path = self.paths[index]
+        image, label = self.read(index)
         if self.augment:
             image, label = augment_slice(image, label, sample_rng(self.seed, self.epoch, index))
         image, label = resize(image, label, self.img_size)
