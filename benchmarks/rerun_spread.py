@@ -7,19 +7,25 @@ every mean and every verdict with the workspace's:
 
 * ``other vendor``: MKL takes the other vendor's dispatch (the preloaded vendor shim of
   ``benchmarks/cpu_reproducibility.py``): what a user with an Intel CPU gets here;
-* ``1 thread``, ``4 threads``: torch's thread count (a machine with that many cores, or a
-  shared one): MKL, oneDNN and ATen split their sums by thread. It is set by
+* ``1 thread``, ``4 threads``: a machine with that many cores, where torch starts with that
+  many threads (MKL, oneDNN and ATen split their sums by thread). The start count is set by
   ``torch.set_num_threads`` from a ``sitecustomize`` module put first on the reruns'
   ``PYTHONPATH``, as ``OMP_NUM_THREADS`` would on such a machine: torch caps
   ``OMP_NUM_THREADS`` at the cores it sees, so that variable alone cannot simulate more
-  threads than this machine has. Each rerun's ``train.json`` must record the thread count and
-  MKL branch it was meant to run with, or the rerun fails.
+  threads than this machine has. A study that fixes ``train.threads`` then runs with its own
+  count, as it would on that machine. Each rerun's ``train.json`` must record the start
+  count (``torch_threads_default``) and MKL branch it was meant to run with, or the rerun
+  fails;
+* ``another seed``: every training seed of ``study.seeds`` plus one, on this machine: how far
+  a result moves when the networks are trained again, the spread a verdict from one seed
+  does not contain (the data, the phantoms' seed, stays).
 
 Each rerun is a ``git clone`` of the workspace (its committed code and ``params.yaml``) in a
 temporary folder, with ``dvc repro`` of every stage up to ``compare`` under the simulated
 difference (a fresh clone's study, from phantoms to comparison, minus the report). The
 workspace itself must hold the finished study (``compare/<ds>/comparison.json``), made with
-the same code.
+the same code. ``--merge`` keeps the reruns of an earlier file of the same configuration
+that this call does not repeat.
 
 Writes ``benchmarks/results/rerun_spread.json`` (sorted keys): per rerun and dataset, every
 variant's mean DSC and HD95 beside the workspace's, every comparison's verdict beside the
@@ -30,7 +36,7 @@ the report quotes the result only for the configuration it was measured on
 10 minutes each on a 2-core machine), not a timing. Usage::
 
     python benchmarks/rerun_spread.py                      # every simulated difference
-    python benchmarks/rerun_spread.py --reruns "4 threads"
+    python benchmarks/rerun_spread.py --reruns "another seed" --merge
 """
 
 from __future__ import annotations
@@ -48,7 +54,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULT = ROOT / "benchmarks" / "results" / "rerun_spread.json"
-RERUNS = ("other vendor", "1 thread", "4 threads")
+RERUNS = ("other vendor", "1 thread", "4 threads", "another seed")
+#: What ``another seed`` adds to every training seed.
+SEED_SHIFT = 1
 METRICS = ("dsc", "hd95")
 
 
@@ -70,25 +78,41 @@ def environment(rerun: str, shim: Path) -> dict[str, str]:
         "other vendor": {"LD_PRELOAD": str(shim)},
         "1 thread": {THREADS_ENV: "1"},
         "4 threads": {THREADS_ENV: "4"},
+        "another seed": {},
     }[rerun]
 
 
-def check_runs(folder: Path, rerun: str, env: dict[str, str]) -> list[dict[str, Any]]:
-    """Every training run of a rerun, with the threads and MKL branch it recorded; raises
-    when one did not run the simulated machine."""
+def shifted_seeds(params: dict[str, Any]) -> list[int]:
+    """``another seed``'s training seeds: each of ``study.seeds`` plus :data:`SEED_SHIFT`."""
+    return [int(s) + SEED_SHIFT for s in (params.get("study") or {}).get("seeds") or ()]
+
+
+def check_runs(
+    folder: Path, rerun: str, env: dict[str, str], seeds: list[int] | None = None
+) -> list[dict[str, Any]]:
+    """Every training run of a rerun, with the threads it started with and used, its MKL
+    branch and seed; raises when one did not run the simulated machine (or seeds)."""
     from mtunet.fileio import read_json
 
     runs = []
     for path in sorted(folder.glob("models/*/*/seed*/train.json")):
         info = read_json(path)
+        resources = info.get("resources") or {}
         got = {
             "run": path.parent.relative_to(folder / "models").as_posix(),
-            "torch_threads": (info.get("resources") or {}).get("torch_threads"),
+            "torch_threads": resources.get("torch_threads"),
+            # Files from before train.threads: the start count is the count used.
+            "torch_threads_default": resources.get(
+                "torch_threads_default", resources.get("torch_threads")
+            ),
             "mkl_branch": (info.get("machine") or {}).get("mkl_branch"),
         }
-        wanted_threads = int(env.get(THREADS_ENV, got["torch_threads"] or 0))
-        if got["torch_threads"] != wanted_threads or (
-            "LD_PRELOAD" in env and got["mkl_branch"] in ("AUTO", None)
+        start = int(env.get(THREADS_ENV, got["torch_threads_default"] or 0))
+        seed = int(path.parent.name.removeprefix("seed"))
+        if (
+            got["torch_threads_default"] != start
+            or ("LD_PRELOAD" in env and got["mkl_branch"] in ("AUTO", None))
+            or (seeds is not None and seed not in seeds)
         ):
             raise SystemExit(f"rerun {rerun!r}: {got['run']} did not run as simulated: {got}")
         runs.append(got)
@@ -165,10 +189,42 @@ def summary(reruns: dict[str, Any]) -> dict[str, Any]:
     return {"largest_move": largest, "every_verdict_held": held}
 
 
-def rerun_study(rerun: str, env: dict[str, str], repo: Path, folder: Path, site: Path) -> float:
-    """Clone ``repo`` into ``folder`` and reproduce its study up to the comparison;
-    ``site`` holds the ``sitecustomize`` that sets the threads."""
+def with_seeds(params_file: Path, seeds: list[int]) -> None:
+    """Rewrite ``params_file`` (a clone's, comments not kept) with ``study.seeds: seeds``."""
+    import yaml
+
+    params = yaml.safe_load(params_file.read_text(encoding="utf-8"))
+    params["study"]["seeds"] = seeds
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+
+
+def earlier_reruns(path: Path, digest: str, base: dict[str, Any]) -> dict[str, Any]:
+    """The reruns of ``path`` when it measured this configuration against the same committed
+    numbers; else none (a rerun of other parameters or results says nothing about these)."""
+    from mtunet.fileio import read_json
+
+    if not path.is_file():
+        return {}
+    doc = read_json(path)
+    if doc.get("study_digest") != digest or doc.get("committed") != base:
+        return {}
+    return dict(doc.get("reruns") or {})
+
+
+def rerun_study(
+    rerun: str,
+    env: dict[str, str],
+    repo: Path,
+    folder: Path,
+    site: Path,
+    seeds: list[int] | None = None,
+) -> float:
+    """Clone ``repo`` into ``folder`` and reproduce its study up to the comparison (with
+    ``seeds`` as ``study.seeds`` when given); ``site`` holds the ``sitecustomize`` that sets
+    the threads."""
     subprocess.run(["git", "clone", "-q", str(repo), str(folder)], check=True)
+    if seeds is not None:
+        with_seeds(folder / "params.yaml", seeds)
     own = ("LD_PRELOAD", "OMP_NUM_THREADS", "MKL_NUM_THREADS", THREADS_ENV)
     clean = {k: v for k, v in os.environ.items() if k not in own}
     # The clone's own package first, whatever is installed; the thread setter before it.
@@ -194,6 +250,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--baseline", type=Path, default=ROOT, help="the finished study to compare")
     p.add_argument("--keep", type=Path, default=None, help="keep the reruns' clones here")
     p.add_argument("--out", type=Path, default=RESULT)
+    p.add_argument(
+        "--merge", action="store_true", help="keep --out's other reruns of this configuration"
+    )
     args = p.parse_args(argv)
     import torch
     from cpu_reproducibility import vendor_shim
@@ -207,7 +266,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     params = load_params(args.baseline / "params.yaml")
     datasets = [d for d in ("synapse", "acdc") if d in params.get("datasets", {})]
     base = study_numbers(args.baseline, datasets)
-    reruns: dict[str, Any] = {}
+    reruns = earlier_reruns(args.out, study_digest(params), base) if args.merge else {}
     with tempfile.TemporaryDirectory() as tmp:
         keep = args.keep or Path(tmp)
         keep.mkdir(parents=True, exist_ok=True)
@@ -218,8 +277,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for rerun in args.reruns:
             folder = keep / rerun.replace(" ", "_")
             env = environment(rerun, shim)
-            seconds = rerun_study(rerun, env, args.baseline, folder, site)
-            runs = check_runs(folder, rerun, env)
+            seeds = shifted_seeds(params) if rerun == "another seed" else None
+            seconds = rerun_study(rerun, env, args.baseline, folder, site, seeds)
+            runs = check_runs(folder, rerun, env, seeds)
             results = compare(base, study_numbers(folder, datasets))
             shown = {k: ("<vendor shim>" if k == "LD_PRELOAD" else v) for k, v in env.items()}
             reruns[rerun] = {"env": shown, "seconds": seconds, "runs": runs, "results": results}
@@ -230,6 +290,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     print(f"  {ds} {name}: {moves}")
                 for key, c in res["comparisons"].items():
                     print(f"  {ds} {key}: {c['committed']} -> {c['rerun']}")
+    reruns = {name: reruns[name] for name in RERUNS if name in reruns}
     result = {
         "benchmark": "rerun_spread",
         "machine": machine_info(torch.device("cpu"), vendor=cpu_vendor()),

@@ -23,7 +23,14 @@ from tqdm.auto import tqdm
 from mtunet.config import check, from_dict, to_dict
 from mtunet.fileio import atomic_path, write_json
 from mtunet.inference import DEVICE_RE, input_size, predict_volume, resolve_device
-from mtunet.numerics import CPU_KERNELS, CpuKernels, pin_cpu_kernels
+from mtunet.numerics import (
+    CPU_KERNELS,
+    THREADS_RULE,
+    CpuKernels,
+    pin_cpu_kernels,
+    pin_threads,
+    valid_threads,
+)
 
 DATA_SOURCES = ("synthetic", "raw", "release")
 
@@ -55,6 +62,9 @@ class EvalConfig:
             or ``compatible``; :mod:`mtunet.numerics`), as for training: evaluation on two
             machines gives the same predictions only on the kernels training used there.
             Fixed at the process's first computation.
+        threads: torch's CPU threads for the forward passes, or None for the process's own;
+            as for training, a fixed count gives the same predictions on machines with
+            other core counts.
     """
 
     batch_size: int = 16
@@ -67,8 +77,10 @@ class EvalConfig:
     threshold_baseline: bool = True
     nsd_tolerance: float = 2.0
     cpu_kernels: CpuKernels = "native"
+    threads: int | None = None
 
     def __post_init__(self) -> None:
+        check(valid_threads(self.threads), "threads", f"{THREADS_RULE}, got {self.threads!r}")
         check(
             self.cpu_kernels in CPU_KERNELS,
             "cpu_kernels",
@@ -247,6 +259,7 @@ def evaluate(
     if not isinstance(cfg, EvalConfig):
         raise ValueError(f"cfg: expected an EvalConfig, got {type(cfg).__name__}")
     pin_cpu_kernels(cfg.cpu_kernels)  # before the first computation, as training does
+    pin_threads(cfg.threads)
     if data_source is not None and data_source not in DATA_SOURCES:
         raise ValueError(f"data_source: must be one of {list(DATA_SOURCES)}, got {data_source!r}")
     ckpt = load_checkpoint(checkpoint_path, map_location="cpu")

@@ -24,7 +24,10 @@ Three kernel sets (``train.cpu_kernels``, ``evaluate.cpu_kernels``):
 The settings are environment variables that each library reads once, when it first
 computes; :func:`pin_cpu_kernels` must therefore run before the process does any tensor
 arithmetic, and says so when it ran too late. Every kernel set needs the same software and
-the same thread count (MKL's and oneDNN's reductions are split by thread).
+the same thread count (MKL's and oneDNN's reductions are split by thread): torch takes one
+thread per core unless told, so :func:`pin_threads` (``train.threads``,
+``evaluate.threads``) fixes the count, and a machine with more or fewer cores computes the
+same bits.
 """
 
 from __future__ import annotations
@@ -117,6 +120,52 @@ def pin_cpu_kernels(mode: CpuKernels) -> dict[str, str | None]:
     return {"mode": effective, "aten": capability}
 
 
+#: The thread count this process had before :func:`pin_threads` first changed it.
+_THREADS_BEFORE_PIN: int | None = None
+
+
+#: What a thread setting must be (``train.threads``, ``evaluate.threads``).
+THREADS_RULE = "must be an integer >= 1, or null for the process's own count"
+
+
+def valid_threads(value: object) -> bool:
+    """Whether ``value`` is a thread setting: None or an integer >= 1."""
+    return value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
+
+
+def pin_threads(threads: int | None) -> dict[str, int]:
+    """Fix torch's CPU threads (ATen, oneDNN and MKL alike) for this process.
+
+    MKL, oneDNN and ATen split their sums by thread, so the thread count decides the bits of
+    a CPU result; fixing it makes a machine with more or fewer cores compute what this one
+    does (with the same kernels, :func:`pin_cpu_kernels`).
+
+    Args:
+        threads: Threads to use, or None to keep the process's own count (its cores, or
+            ``OMP_NUM_THREADS``).
+
+    Returns:
+        ``{"threads": in force now, "threads_default": what the process had before the first
+        pin}`` for the record.
+
+    Raises:
+        ValueError: ``threads`` neither None nor an integer >= 1.
+    """
+    global _THREADS_BEFORE_PIN
+    if not valid_threads(threads):
+        raise ValueError(f"threads: {THREADS_RULE}, got {threads!r}")
+    if _THREADS_BEFORE_PIN is None:
+        _THREADS_BEFORE_PIN = torch.get_num_threads()
+    if threads is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return {"threads": torch.get_num_threads(), "threads_default": default_threads()}
+
+
+def default_threads() -> int:
+    """The threads this process had before :func:`pin_threads` (now, if it never ran)."""
+    return _THREADS_BEFORE_PIN or torch.get_num_threads()
+
+
 def _cpuinfo(field: str) -> str | None:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -163,6 +212,7 @@ def kernel_record() -> dict[str, str | int | None]:
         "vendor": cpu_vendor(),
         "cores": os.cpu_count() or 0,
         "threads": torch.get_num_threads(),
+        "threads_default": default_threads(),
         "aten_capability": torch.backends.cpu.get_cpu_capability(),
         "mkl_branch": mkl_branch(),
         "torch": str(torch.__version__),

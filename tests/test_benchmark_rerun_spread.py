@@ -61,17 +61,21 @@ def test_a_rerun_is_compared_mean_by_mean_and_verdict_by_verdict(tmp_path: Path)
 
 
 def test_a_rerun_that_did_not_run_its_machine_fails(tmp_path: Path) -> None:
-    def train_json(threads: int, branch: str) -> None:
+    def train_json(threads: int, branch: str, start: int | None = None) -> None:
+        resources = {"torch_threads": threads}
+        if start is not None:
+            resources["torch_threads_default"] = start
         write_json(
             tmp_path / "models" / "acdc" / "mtunet" / "seed1" / "train.json",
-            {"resources": {"torch_threads": threads}, "machine": {"mkl_branch": branch}},
+            {"resources": resources, "machine": {"mkl_branch": branch}},
         )
 
     shim = Path("/x/shim.so")
-    train_json(4, "AUTO")
+    train_json(4, "AUTO")  # a file from before train.threads: it started with what it used
     assert rs.check_runs(tmp_path, "4 threads", rs.environment("4 threads", shim)) == [
-        {"run": "acdc/mtunet/seed1", "torch_threads": 4, "mkl_branch": "AUTO"}
-    ]
+        {"run": "acdc/mtunet/seed1", "torch_threads": 4, "torch_threads_default": 4,
+         "mkl_branch": "AUTO"}
+    ]  # fmt: skip
     with pytest.raises(SystemExit, match="did not run as simulated"):
         rs.check_runs(tmp_path, "1 thread", rs.environment("1 thread", shim))
     # The other vendor's MKL takes its own branch; AUTO means the shim did not take.
@@ -79,6 +83,40 @@ def test_a_rerun_that_did_not_run_its_machine_fails(tmp_path: Path) -> None:
         rs.check_runs(tmp_path, "other vendor", rs.environment("other vendor", shim))
     train_json(2, "AVX2")
     assert rs.check_runs(tmp_path, "other vendor", rs.environment("other vendor", shim))
+    # A study with train.threads: 2 on a machine that started it with 4 threads.
+    train_json(2, "AUTO", start=4)
+    assert rs.check_runs(tmp_path, "4 threads", rs.environment("4 threads", shim))
+    with pytest.raises(SystemExit, match="did not run as simulated"):
+        rs.check_runs(tmp_path, "1 thread", rs.environment("1 thread", shim))
+    # another seed: the runs must carry the shifted seeds.
+    assert rs.check_runs(tmp_path, "another seed", {}, seeds=[1])
+    with pytest.raises(SystemExit, match="did not run as simulated"):
+        rs.check_runs(tmp_path, "another seed", {}, seeds=[2])
+
+
+def test_another_seed_shifts_every_training_seed_in_the_clone(tmp_path: Path) -> None:
+    params = {"study": {"seeds": [1234, 7]}, "train": {"epochs": 3}}
+    assert rs.shifted_seeds(params) == [1235, 8]
+    path = tmp_path / "params.yaml"
+    path.write_text("study:\n  seeds: [1234, 7]  # a comment\ntrain:\n  epochs: 3\n")
+    rs.with_seeds(path, rs.shifted_seeds(params))
+    import yaml
+
+    assert yaml.safe_load(path.read_text()) == {
+        "study": {"seeds": [1235, 8]},
+        "train": {"epochs": 3},
+    }
+
+
+def test_merge_keeps_only_reruns_of_the_same_configuration_and_results(tmp_path: Path) -> None:
+    base = {"acdc": {"variants": {"mtunet": {"dsc": 83.0}}, "comparisons": {}}}
+    path = tmp_path / "rerun_spread.json"
+    assert rs.earlier_reruns(path, "d1", base) == {}
+    write_json(path, {"study_digest": "d1", "committed": base, "reruns": {"1 thread": {"x": 1}}})
+    assert rs.earlier_reruns(path, "d1", base) == {"1 thread": {"x": 1}}
+    assert rs.earlier_reruns(path, "d2", base) == {}  # other parameters
+    other = {"acdc": {"variants": {"mtunet": {"dsc": 83.5}}, "comparisons": {}}}
+    assert rs.earlier_reruns(path, "d1", other) == {}  # other committed numbers
 
 
 def test_the_thread_setter_sets_more_threads_than_omp_allows(tmp_path: Path) -> None:

@@ -172,3 +172,15 @@ def test_report_reads_exponent_params_as_numbers(
     assert ws.kind == "workspace"
     assert ws.params == {"train.lr": 1e-05, "train.epochs": 2, "train.tag": "1.2.3"}
     assert type(ws.params["train.lr"]) is float
+
+
+@pytest.mark.parametrize("section", ["train", "evaluate"])
+def test_threads_are_checked_where_they_are_read(section: str) -> None:
+    from mtunet.evaluation import EvalConfig
+    from mtunet.training import TrainConfig
+
+    cls = TrainConfig if section == "train" else EvalConfig
+    assert cls.from_dict({"threads": 2}, section).threads == 2
+    assert cls.from_dict({"threads": None}, section).threads is None
+    with pytest.raises(ValueError, match=r"threads: must be an integer >= 1, or null"):
+        cls.from_dict({"threads": 0}, section)

@@ -388,15 +388,16 @@ def test_bad_config_type(study: dict[str, Path]) -> None:
         EvalConfig(cpu_kernels="fast")  # type: ignore[arg-type]
 
 
-def test_cpu_kernels_are_pinned_before_the_checkpoint_is_read(
+def test_cpu_kernels_and_threads_are_pinned_before_the_checkpoint_is_read(
     study: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The forward passes run on the configured kernel set, chosen before any arithmetic."""
+    """The forward passes run on the configured kernels and threads, set before any arithmetic."""
     import mtunet.checkpoint
     import mtunet.evaluation
 
     calls: list[str] = []
     monkeypatch.setattr(mtunet.evaluation, "pin_cpu_kernels", lambda mode: calls.append(mode))
+    monkeypatch.setattr(mtunet.evaluation, "pin_threads", lambda n: calls.append(f"threads {n}"))
     load = mtunet.checkpoint.load_checkpoint
 
     def loading(*args: Any, **kw: Any) -> Any:
@@ -404,8 +405,8 @@ def test_cpu_kernels_are_pinned_before_the_checkpoint_is_read(
         return load(*args, **kw)
 
     monkeypatch.setattr(mtunet.checkpoint, "load_checkpoint", loading)
-    _run(study, dataclasses.replace(CFG, cpu_kernels="compatible"))
-    assert calls[:2] == ["compatible", "load"]
+    _run(study, dataclasses.replace(CFG, cpu_kernels="compatible", threads=3))
+    assert calls[:3] == ["compatible", "threads 3", "load"]
 
 
 # --------------------------------------------------------------------------------------

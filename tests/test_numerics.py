@@ -96,3 +96,50 @@ def test_each_kernel_set_reaches_mkl_as_its_branch() -> None:
     assert got["compatible"]["info"] == {"mode": "compatible", "aten": "AVX2"}
     intel = got["portable"]["record"]["vendor"] == "GenuineIntel"
     assert got["portable"]["record"]["mkl_branch"] == ("AVX2" if intel else "AUTO")
+
+
+_THREADS_CODE = (
+    "import hashlib, json, sys, torch\n"
+    "torch.set_num_threads(int(sys.argv[1]))\n"  # what the machine starts the process with
+    "from mtunet.numerics import pin_threads\n"
+    "info = pin_threads(2)\n"
+    "g = torch.Generator().manual_seed(0)\n"
+    "x = torch.randn(8, 16, 48, 48, generator=g)\n"
+    "w = torch.randn(32, 16, 3, 3, generator=g, requires_grad=True)\n"
+    "y = torch.nn.functional.conv2d(x, w, padding=1)\n"
+    "(y.square().mean() + (y.flatten(1) @ y.flatten(1).T).sum()).backward()\n"
+    "digest = hashlib.sha256(w.grad.numpy().tobytes()).hexdigest()\n"
+    "print(json.dumps({'info': info, 'digest': digest}))\n"
+)
+
+
+def test_fixed_threads_compute_the_same_bits_whatever_the_process_started_with() -> None:
+    """A machine with 1 core or 4 starts torch with 1 or 4 threads; pinned to 2, both
+    record what they started with and compute one gradient bit for bit."""
+    got = []
+    for start in (1, 4):
+        out = subprocess.run(
+            [sys.executable, "-c", _THREADS_CODE, str(start)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        got.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert [g["info"] for g in got] == [
+        {"threads": 2, "threads_default": 1},
+        {"threads": 2, "threads_default": 4},
+    ]
+    assert got[0]["digest"] == got[1]["digest"]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_threads_must_be_a_positive_integer_or_null(bad: object) -> None:
+    assert numerics.valid_threads(None) and numerics.valid_threads(3)
+    assert not numerics.valid_threads(bad)
+    with pytest.raises(ValueError, match="threads: must be an integer >= 1"):
+        numerics.pin_threads(bad)  # type: ignore[arg-type]
+
+
+def test_null_threads_keep_the_process_count() -> None:
+    before = torch.get_num_threads()
+    assert numerics.pin_threads(None)["threads"] == before == torch.get_num_threads()

@@ -45,9 +45,33 @@ def test_the_same_run_twice_writes_the_same_model_pt_bytes(
         "device_name": None,
         "cpus": 1,
         "torch_threads": a["resources"]["torch_threads"],
+        "torch_threads_default": a["resources"]["torch_threads_default"],
         "loader_workers": 0,  # auto on the CPU
     }
     assert a["train_config"]["num_workers"] == "auto"
+
+
+def test_train_threads_fix_the_count_and_the_record_shows_what_they_overrode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from mtunet import numerics
+
+    monkeypatch.setattr(numerics, "_THREADS_BEFORE_PIN", None)  # as in a fresh process
+    manifest = make_dataset(tmp_path / "data", n_train=4, n_val_volumes=0)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)  # as a 3-core machine starts the process
+        got = train(quick(threads=1), MODEL, manifest, tmp_path / "a")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert got["resources"]["torch_threads"] == 1
+    assert got["train_config"]["threads"] == 1
+    assert got["machine"]["threads"] == 1
+    assert got["resources"]["torch_threads_default"] == 3
+    assert got["machine"]["threads_default"] == 3
 
 
 def _payload(names: list[str]) -> dict[str, object]:

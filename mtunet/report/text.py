@@ -150,10 +150,12 @@ def ablations_caption(title: str, res: Results) -> str:
 def spread_caption(title: str, spread: RerunSpread) -> str:
     """Caption of the rerun-spread table."""
     return (
-        f"{title}: the committed means, and how far each rerun of the whole study on a "
-        "simulated other machine moved them (" + ", ".join(spread.reruns) + "; DSC in % points, "
-        "HD95 in voxels), and whether every verdict against the reference held. Measured by "
-        "benchmarks/rerun_spread.py on this configuration."
+        f"{title}: the committed means, and how far each rerun of the whole study moved them "
+        "(" + ", ".join(spread.reruns) + "; DSC in % points, HD95 in voxels), and whether every "
+        "verdict against the reference held. A rerun on a simulated other machine (another CPU "
+        "vendor; a machine that starts torch with 1 or 4 threads) or with every training seed "
+        "plus one (another seed), measured by benchmarks/rerun_spread.py on this "
+        "configuration."
     )
 
 
@@ -221,6 +223,7 @@ def machine_text(train_info: Mapping[str, Any] | None) -> str:
     m = train_info["machine"]
     device = str(train_info.get("device", "?"))
     kernels = (train_info.get("train_config") or {}).get("cpu_kernels", "native")
+    fixed = (train_info.get("train_config") or {}).get("threads")
     threads = m.get("threads")
     vendor = m.get("vendor")
     text = (
@@ -232,7 +235,13 @@ def machine_text(train_info: Mapping[str, Any] | None) -> str:
     )
     if not device.startswith("cpu"):
         return text + "; GPU results repeat bit for bit only on the same GPU model and software"
-    same = f"the same torch and {threads} threads" if threads else "the same torch and threads"
+    if fixed:
+        same = f"the same torch ({fixed} threads, fixed by train.threads: any core count)"
+    elif threads:
+        same = f"the same torch and {threads} threads"
+    else:
+        same = "the same torch and threads"
+    other_threads = "" if fixed else ", another thread count"
     aten = str(m.get("aten_capability", ""))
     branch = m.get("mkl_branch")
     kernel_words = f"ATen {aten}" + (f", MKL branch {branch}" if branch else "")
@@ -244,8 +253,8 @@ def machine_text(train_info: Mapping[str, Any] | None) -> str:
     if kernels == "portable" and aten.upper() == "AVX2":
         return text + (
             f"; portable kernels ({kernel_words}): bit for bit on x86-64 CPUs of this vendor, "
-            f"AVX-512 or AVX2 only, with {same}; a CPU of another vendor, another thread "
-            "count or another architecture trains other weights (docs/reproducibility.md)"
+            f"AVX-512 or AVX2 only, with {same}; a CPU of another vendor{other_threads} "
+            "or another architecture trains other weights (docs/reproducibility.md)"
         )
     return text + (
         f"; native kernels ({kernel_words}): bit for bit on the same CPU model with {same} "

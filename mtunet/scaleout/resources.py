@@ -9,16 +9,17 @@
 
 ``gpus`` may be a fraction of one GPU (0.5 packs two runs on a GPU) or a whole number;
 ``cpus`` is both what Ray reserves and the run's torch threads (``OMP_NUM_THREADS``,
-``MKL_NUM_THREADS``) and, through ``MTUNET_CPUS``, what ``train.num_workers: auto`` divides
+``MKL_NUM_THREADS``; ``train.threads`` and ``evaluate.threads``, where set, override them in
+the run) and, through ``MTUNET_CPUS``, what ``train.num_workers: auto`` divides
 (:meth:`mtunet.training.TrainConfig.loader_workers`). On a cluster without GPUs every run
 asks for none and trains on the CPU.
 
 The section is top-level because only ``mtunet study run`` and ``mtunet study plan`` read
 it: no stage of ``dvc.yaml`` lists it, so changing it reruns nothing. Under ``study`` it
 would rerun ``compare@`` and ``report``, which depend on the whole ``study`` section, and
-under ``train`` every training. Threads do change a CPU run's last bits, exactly as
-``OMP_NUM_THREADS`` does under ``dvc repro``: a serial ``dvc repro`` with the same threads
-per run gives the same results.
+under ``train`` every training. Threads do change a CPU run's last bits, which is why the
+quick default fixes them in ``train.threads`` (a number-deciding parameter): then a run on
+the cluster computes what a serial ``dvc repro`` does, whatever ``cpus`` says.
 """
 
 from __future__ import annotations

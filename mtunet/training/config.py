@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mtunet.config import check, from_dict, to_dict
-from mtunet.numerics import CPU_KERNELS
+from mtunet.numerics import CPU_KERNELS, THREADS_RULE, valid_threads
 
 #: The published recipes. ``momentum`` applies to SGD only.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -112,6 +112,10 @@ class TrainConfig:
             (AVX2 kernels on x86-64: CPUs of one vendor compute the same bits whatever
             their vector width) or ``"compatible"`` (also the same bits on Intel and AMD,
             with slower matrix products); :mod:`mtunet.numerics`.
+        threads: torch's CPU threads for this run, or None for the process's own (one per
+            core, or ``OMP_NUM_THREADS``). The count decides how MKL and oneDNN split their
+            sums, so a fixed count gives the same bits on machines with other core counts;
+            each process of a multi-process run takes this many.
         num_workers: DataLoader worker processes (0 loads in the main process), or
             ``"auto"`` (:func:`loader_workers`): on a GPU (CUDA or MPS) one worker per CPU
             the process has beyond its own core, at most :data:`MAX_AUTO_WORKERS`; on the CPU
@@ -150,6 +154,7 @@ class TrainConfig:
     fused_optimizer: bool = False
     compile: bool = False
     cpu_kernels: Literal["native", "portable", "compatible"] = "native"
+    threads: int | None = None
     num_workers: int | Literal["auto"] = 0
     pin_memory: bool = True
     selection: Literal["auto", "last", "best_val"] = "auto"
@@ -214,6 +219,7 @@ class TrainConfig:
             "cpu_kernels",
             f"must be one of {list(CPU_KERNELS)}, got {self.cpu_kernels!r}",
         )
+        check(valid_threads(self.threads), "threads", f"{THREADS_RULE}, got {self.threads!r}")
         check(
             self.num_workers == "auto"
             or (

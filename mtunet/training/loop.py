@@ -18,7 +18,7 @@ import torch
 
 from mtunet.checkpoint import save_checkpoint
 from mtunet.fileio import write_json
-from mtunet.numerics import kernel_record
+from mtunet.numerics import default_threads, kernel_record
 from mtunet.training.build import Components, build
 from mtunet.training.config import available_cpus
 from mtunet.training.epoch import train_epoch
@@ -257,5 +257,8 @@ def _resources_record(spec: RunSpec, parts: Components) -> dict[str, Any]:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "cpus": available_cpus(),
         "torch_threads": torch.get_num_threads(),
+        # What the process was given before train.threads (the machine's cores, or the
+        # launcher's OMP_NUM_THREADS): shows what a fixed count overrode.
+        "torch_threads_default": default_threads(),
         "loader_workers": parts.loader.num_workers,
     }

@@ -470,6 +470,11 @@ def test_machine_text_says_what_is_reproducible() -> None:
     assert "portable kernels (ATen AVX2, MKL branch AUTO): bit for bit on x86-64 CPUs of " in text
     assert "this vendor, AVX-512 or AVX2 only, with the same torch and 2 threads" in text
     assert "another vendor, another thread count or another architecture" in text
+    # train.threads fixes the count: any machine of the vendor, whatever its cores.
+    pinned = {**portable, "train_config": {"cpu_kernels": "portable", "threads": 2}}
+    text = machine_text(pinned)
+    assert "with the same torch (2 threads, fixed by train.threads: any core count)" in text
+    assert "another vendor or another architecture trains other weights" in text
     compatible = {**portable, "train_config": {"cpu_kernels": "compatible"}}
     assert "bit for bit on Intel and AMD x86-64 CPUs" in machine_text(compatible)
     native = {**portable, "machine": {**machine, "aten_capability": "AVX512"}}
@@ -532,13 +537,11 @@ def test_measured_rerun_spread_is_shown_for_its_own_configuration(repo: dict[str
     assert list(table["variant"]) == ["mtunet", "unet", "no_gaussian"]
     assert list(table["dsc_largest_move"]) == [1.0, 1.0, 1.0]
     assert list(table["verdicts_held"].iloc[1:]) == [True, True]
-    assert "how far it moved these numbers is measured below" in text
+    assert "how far reruns and another seed moved these numbers is measured below" in text
     write_json(root / SPREAD_FILE, _spread_doc(root, digest, held=False))
     text = build(root).read_text()
-    assert (
-        "_Verdicts that changed in a rerun, to be read as fragile: `models/dsc/unet` (1 thread)._"
-        in text
-    )
+    assert "_Verdicts that changed in a rerun, to be read as fragile (a verdict from one" in text
+    assert "rather than the methods): `models/dsc/unet` (1 thread)._" in text
     assert "| changed |" in text
     # Measured on other parameters: not this study's spread.
     write_json(root / SPREAD_FILE, _spread_doc(root, "0" * 64, held=True))
