@@ -530,7 +530,7 @@ def test_measured_rerun_spread_is_shown_for_its_own_configuration(repo: dict[str
     digest = study_digest(load_params(root / "params.yaml"))
     write_json(root / SPREAD_FILE, _spread_doc(root, digest, held=True))
     text = build(root).read_text()
-    assert text.count("### Reruns on other machines") == 2
+    assert text.count("### Reruns on other machines and seeds") == 2
     assert "| mtunet | 89.97 | -1.00 (1 thread), +0.50 (other vendor) | 6.06 |" in text
     assert "_Every verdict against the reference held in every rerun._" in text
     table = pd.read_csv(root / "reports" / "tables" / "synapse_rerun_spread.csv")
@@ -546,5 +546,5 @@ def test_measured_rerun_spread_is_shown_for_its_own_configuration(repo: dict[str
     # Measured on other parameters: not this study's spread.
     write_json(root / SPREAD_FILE, _spread_doc(root, "0" * 64, held=True))
     text = build(root).read_text()
-    assert "### Reruns on other machines" not in text
+    assert "### Reruns on other machines and seeds" not in text
     assert "the seed interval says how far" in text
