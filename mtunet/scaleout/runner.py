@@ -81,6 +81,8 @@ def cancel_tasks(ray: Any, running: dict[Any, Any]) -> None:
             continue
         if rec.get("host") == host and rec.get("pgid") and rec.get("returncode") is None:
             kill_group(int(rec["pgid"]), grace=2.0)
+            with contextlib.suppress(OSError), open(run.cmd.log, "a", encoding="utf-8") as log:
+                log.write("=== cancelled: the launcher killed the command's process group\n")
 
 
 @dataclass

@@ -155,10 +155,14 @@ def run_stage(cmd: StageCommand, attempt: int = 1) -> dict[str, Any]:
             try:
                 returncode = _wait(proc)
             except BaseException:
+                # Said before the kill: a worker force-cancelled during the grace period
+                # leaves this line in the log all the same.
+                log.write("=== cancelled: killing the command's process group\n")
+                log.flush()
                 kill_group(proc.pid)
                 with contextlib.suppress(Exception):
                     proc.wait(timeout=1)
-                log.write("=== cancelled: the command's process group was killed\n")
+                log.write("=== the command's process group was killed\n")
                 record.update(ended=time.time(), returncode="cancelled")
                 if cmd.record:
                     write_json(cmd.record, record)

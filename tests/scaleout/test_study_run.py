@@ -225,7 +225,11 @@ def _interrupt_hanging_run(study: Path, env: dict[str, str], markers: Path) -> N
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _alive(pid), "the cancelled run's process survived the launcher"
-    assert "cancelled" in (study / "logs/study" / f"{KILLED}.log").read_text()
+    killed_log = study / "logs/study" / f"{KILLED}.log"
+    deadline = time.monotonic() + 30  # the task writes its last lines as it ends
+    while "cancelled" not in killed_log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert "cancelled" in killed_log.read_text()
     assert not (last.parent / "model.pt").exists()
     hang.unlink()
 
