@@ -290,7 +290,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     print(f"  {ds} {name}: {moves}")
                 for key, c in res["comparisons"].items():
                     print(f"  {ds} {key}: {c['committed']} -> {c['rerun']}")
-    reruns = {name: reruns[name] for name in RERUNS if name in reruns}
     result = {
         "benchmark": "rerun_spread",
         "machine": machine_info(torch.device("cpu"), vendor=cpu_vendor()),
