@@ -30,7 +30,8 @@ that this call does not repeat.
 Writes ``benchmarks/results/rerun_spread.json`` (sorted keys): per rerun and dataset, every
 variant's mean DSC and HD95 beside the workspace's, every comparison's verdict beside the
 workspace's; the largest move per dataset and variant; whether every verdict held; the
-machine; and the digest of the ``params.yaml`` sections that decide the study's numbers, so
+machine; and the digest of the ``params.yaml`` sections that decide the study's numbers
+(less the ``train`` settings that change none), so
 the report quotes the result only for the configuration it was measured on
 (:func:`mtunet.report.spread.study_digest`). CPU-heavy (one whole study per rerun: about
 10 minutes each on a 2-core machine), not a timing. Usage::

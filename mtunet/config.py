@@ -21,6 +21,19 @@ import yaml
 
 T = TypeVar("T")
 
+#: Settings of the ``train`` section that change no weight and no number: a restart that
+#: differs only in these resumes, and a measurement made under other values still describes
+#: the study. Here, not in :mod:`mtunet.training`, so code that must not load torch (the
+#: report) can read it.
+TRAIN_RUNTIME_FIELDS = (
+    "num_workers",
+    "pin_memory",
+    "progress",
+    "val_batch_size",
+    "resume",
+    "checkpoint_every",
+)
+
 _FLOAT_TAG = "tag:yaml.org,2002:float"
 # YAML 1.2 core-schema floats (sign optional everywhere, ``1e-5`` without a dot, ``.5``), plus
 # the YAML 1.1 forms PyYAML already read as floats (``1_000.5``, sexagesimal ``1:30.0``).

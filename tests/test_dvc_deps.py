@@ -12,7 +12,10 @@ the ``mtunet`` package, statically, the way Python runs them:
   referenced from code already followed in the same module.
 
 The last rule is what lets ``pipeline/train.py`` (``from mtunet.stages import run_train``)
-skip the report code that ``mtunet.stages.run_report`` imports. Package data (a file under
+skip the report code that ``mtunet.stages.run_report`` imports. A name a package loads on first
+use (its ``_LAZY`` table of name to module, read by its module ``__getattr__``) follows that
+module when the name is imported, so ``from mtunet.data import SliceDataset`` reaches
+``mtunet/data/datasets.py`` while the phantoms stage, which never asks for it, does not. Package data (a file under
 ``mtunet/`` that is not Python, such as the report's template) is needed when a module reached
 names it: a string constant equal to its file name. Every module and data file reached must
 be covered by a dep (the file, or a directory above it) and every ``mtunet`` dep must be
@@ -49,6 +52,7 @@ class _Module:
     is_package: bool
     top: list[ast.AST] = field(default_factory=list)
     functions: dict[str, ast.AST] = field(default_factory=dict)
+    lazy: dict[str, str] = field(default_factory=dict)  # name -> module it is loaded from
 
 
 def _module_file(root: Path, name: str) -> Path | None:
@@ -80,6 +84,12 @@ def _parse(name: str, path: Path, is_package: bool, *, split: bool = True) -> _M
     for node in tree.body:
         if _is_type_checking_block(node):
             continue  # `if TYPE_CHECKING:` never runs
+        if (
+            isinstance(node, ast.Assign)
+            and [getattr(t, "id", None) for t in node.targets] == ["_LAZY"]
+            and isinstance(node.value, ast.Dict)
+        ):
+            module.lazy = ast.literal_eval(node.value)
         if split and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             module.functions[node.name] = node
             # Decorators and default values run at import time.
@@ -147,6 +157,8 @@ def imported_files(script: Path, root: Path = REPO) -> set[str]:
             queue.append((name, TOP))
         else:
             nodes = [module.functions[unit]] if unit in module.functions else []
+            if unit in module.lazy:
+                queue.append((module.lazy[unit], unit))
         queue.extend(_requests(root, nodes, module))
     return {m.path.relative_to(root).as_posix() for m in modules.values()}
 
@@ -293,6 +305,9 @@ def test_stages_reach_their_library_code() -> None:
     assert "mtunet/report/stats.py" in reached["compare@acdc"]
     assert "mtunet/report/plots.py" not in reached["compare@acdc"]
     assert not any(f.startswith("mtunet/model/") for f in reached["phantoms@synapse"])
+    # Datasets (torch) load on first use: training asks for them, the phantoms do not.
+    assert "mtunet/data/datasets.py" in train
+    assert "mtunet/data/datasets.py" not in reached["phantoms@acdc"]
 
 
 @pytest.fixture
@@ -320,8 +335,17 @@ def toy(tmp_path: Path) -> Path:
         "mtunet/never.py": "",
         "mtunet/whole.py": "def g():\n    from mtunet import via_whole\n",
         "mtunet/via_whole.py": "",
+        # Names loaded on first use: importing Heavy reaches heavy.py, never other.py.
+        "mtunet/pkg/__init__.py": (
+            "_LAZY = {'Heavy': 'mtunet.pkg.heavy', 'Spare': 'mtunet.pkg.other'}\n"
+            "def __getattr__(name):\n    import importlib\n"
+            "    return getattr(importlib.import_module(_LAZY[name]), name)\n"
+        ),
+        "mtunet/pkg/heavy.py": "Heavy = 1\n",
+        "mtunet/pkg/other.py": "Spare = 1\n",
         "pipeline/run.py": (
-            "import os\nfrom mtunet.a import used\ndef main():\n    import mtunet.whole\n"
+            "import os\nfrom mtunet.a import used\nfrom mtunet.pkg import Heavy\n"
+            "def main():\n    import mtunet.whole\n"
         ),
     }
     for rel, text in files.items():
@@ -347,7 +371,10 @@ def test_import_walk_on_a_toy_package(toy: Path) -> None:
         "mtunet/sub/deep.py",  # inside a function that function calls
         "mtunet/whole.py",  # inside the script's function: the whole module
         "mtunet/via_whole.py",  # inside a function of a module imported whole
-    }  # mtunet/never.py: only inside a function nothing imports or calls
+        "mtunet/pkg/__init__.py",
+        "mtunet/pkg/heavy.py",  # Heavy, loaded by pkg's __getattr__ from its _LAZY table
+    }  # mtunet/never.py: only inside a function nothing imports or calls; pkg/other.py:
+    # a lazy name nothing asks for
     # lazy.py names table.csv; nothing reached names other.csv.
     assert data_files(imported_files(toy / "pipeline/run.py", toy), toy) == {
         "mtunet/data/table.csv"
@@ -360,8 +387,8 @@ def test_problems_name_each_missing_and_stale_file(toy: Path) -> None:
     problems = dep_problems("run@x", stages["run@x"], toy)
     assert problems == [
         "run@x: missing deps (imported, not listed): mtunet/__init__.py, mtunet/b.py, "
-        "mtunet/data/table.csv, mtunet/kept.py, mtunet/lazy.py, mtunet/via_whole.py, "
-        "mtunet/whole.py",
+        "mtunet/data/table.csv, mtunet/kept.py, mtunet/lazy.py, mtunet/pkg/__init__.py, "
+        "mtunet/pkg/heavy.py, mtunet/via_whole.py, mtunet/whole.py",
         "run@x: stale deps (listed, not imported): mtunet/sub/extra.py (in mtunet/sub), "
         "mtunet/never.py, mtunet/gone.py (no such file), mtunet/data/other.csv",
     ]

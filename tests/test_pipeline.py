@@ -41,6 +41,38 @@ def _tiny_params(params: dict) -> dict:
     return params
 
 
+_TORCH_FREE = """
+import sys
+from pathlib import Path
+
+import yaml
+
+from mtunet.stages import run_phantoms, run_preprocess
+
+root, params = Path(sys.argv[1]), yaml.safe_load(Path(sys.argv[2]).read_text())
+for dataset in ("synapse", "acdc"):
+    run_phantoms(params, dataset, root)
+    run_preprocess(params, dataset, root)
+import mtunet.comparison, mtunet.report.figures, mtunet.report.report, mtunet.study
+
+print("torch loaded:", "torch" in sys.modules)
+"""
+
+
+def test_stages_without_a_network_never_load_torch(tmp_path: Path) -> None:
+    """Phantoms and preprocessing run without torch, and the report's and the statistics'
+    modules import without it: loading torch costs each such stage about 2 s."""
+    params = _tiny_params(yaml.safe_load((REPO / "params.yaml").read_text()))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = _run(
+        [sys.executable, "-c", _TORCH_FREE, str(tmp_path), str(tmp_path / "params.yaml")],
+        REPO,
+        dict(os.environ),
+    )
+    assert (tmp_path / "data/processed/acdc/dataset.json").is_file()
+    assert "torch loaded: False" in out
+
+
 # Results of a study run in the checkout must not leak into the clone.
 RESULTS = ("reports/", "metrics/", "dvclive/", "dvc.lock")
 

@@ -89,6 +89,7 @@ def test_make_optimizer_follows_the_resolved_config() -> None:
         ({"device": "gpu"}, "train.device"),
         ({"devices": 0}, "train.devices"),
         ({"val_every": 0}, "train.val_every"),
+        ({"checkpoint_every": 0}, "train.checkpoint_every"),
         ({"img_size": 30}, "train.img_size"),
         ({"selection": "test"}, "train.selection"),
         ({"preset": "unet"}, "train.preset"),
@@ -245,6 +246,40 @@ def test_resume_is_bit_identical(
     res2 = train(dataclasses.replace(cfg, lr=5e-4, epochs=4), MODEL, manifest, part, None)
     assert res2["resumed_from_epoch"] is None
     assert "different parameters" in caplog.text and "train.lr" in caplog.text
+
+
+@pytest.mark.slow
+def test_sparse_checkpoints_resume_from_the_last_written_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest = make_dataset(tmp_path / "data", n_val_volumes=0)
+    cfg = quick(epochs=4, checkpoint_every=2)
+    full = tmp_path / "full"
+    train(cfg, MODEL, manifest, full, None)
+    assert load_checkpoint(full / "last.pt")["epoch"] == 4
+
+    # Killed in epoch 4 (2 steps per epoch: the 7th loss): epoch 3 ended but wrote nothing.
+    part = tmp_path / "part"
+    written: list[int] = []
+    with monkeypatch.context() as m:
+        import mtunet.training.loop as loop
+
+        save = loop.save_checkpoint
+
+        def record(path: Path, payload: dict[str, Any]) -> Path:
+            written.append(payload["epoch"])
+            return save(path, payload)
+
+        m.setattr(loop, "save_checkpoint", record)
+        _interrupt_at_call(m, 7, _Interrupted("killed"))
+        with pytest.raises(_Interrupted):
+            train(cfg, MODEL, manifest, part, None)
+    assert written == [2]
+    # checkpoint_every does not change results, so a restart may change it and still resume.
+    res = train(dataclasses.replace(cfg, checkpoint_every=1), MODEL, manifest, part, None)
+    assert res["resumed_from_epoch"] == 2
+    assert_same_weights(weights(full / "model.pt"), weights(part / "model.pt"))
+    assert_same_weights(weights(full / "last.pt"), weights(part / "last.pt"))
 
 
 def test_non_finite_loss_stops_and_keeps_last_good(

@@ -18,16 +18,30 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mtunet.config import from_dict_for
 from mtunet.data.acdc import AcdcConfig, preprocess_acdc
 from mtunet.data.common import ACDC_CLASSES, SYNAPSE_CLASSES, normalize, read_slice, read_volume
-from mtunet.data.datasets import SliceDataset, VolumeDataset
 from mtunet.data.manifest import Manifest, load_manifest
 from mtunet.data.synapse import SynapseConfig, preprocess_synapse
 
+if TYPE_CHECKING:
+    from mtunet.data.datasets import SliceDataset, VolumeDataset
+
 DATASETS = ("synapse", "acdc")
+
+#: Names imported on first use: they need torch, which the phantoms and preprocess stages do
+#: not (importing it costs those stages about 2 s each).
+_LAZY = {"SliceDataset": "mtunet.data.datasets", "VolumeDataset": "mtunet.data.datasets"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def preprocess_config(name: str, d: Mapping[str, Any] | None = None) -> SynapseConfig | AcdcConfig:

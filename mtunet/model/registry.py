@@ -24,13 +24,12 @@ import importlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from mtunet.model.config import MTUNetConfig
-from mtunet.model.network import MTUNet
+
+if TYPE_CHECKING:  # torch is imported where a network is built: the study plan needs none
+    from torch import nn
 
 BUILTIN_MODELS: tuple[str, ...] = ("mtunet", "unet", "attention_unet")
 # The widths of the original U-Net and of Attention U-Net, before width_mult.
@@ -164,6 +163,10 @@ class ModelSpec:
             ValueError: An unusable ``img_size`` for the model, or a user factory that fails
                 or returns something other than an ``nn.Module`` giving logits of that shape.
         """
+        from torch import nn
+
+        from mtunet.model.network import MTUNet
+
         cfg = self.config
         if self.name == "mtunet":
             return MTUNet(cfg)
@@ -198,6 +201,8 @@ class ModelSpec:
 
 def _check_output(model: nn.Module, spec: ModelSpec) -> None:
     """One forward pass on zeros: a user network must return logits of the input's size."""
+    import torch
+
     cfg = spec.config
     h, w = cfg.img_size  # type: ignore[misc]
     was_training = model.training
@@ -233,6 +238,7 @@ def complexity(model: nn.Module, in_channels: int, img_size: tuple[int, int]) ->
     """
     import copy
 
+    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     probe = copy.deepcopy(model).to("cpu", torch.float32).eval()

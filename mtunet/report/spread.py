@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mtunet.config import TRAIN_RUNTIME_FIELDS
 from mtunet.fileio import read_json
 
 #: The ``params.yaml`` sections that decide the study's numbers (not ``report``, not
@@ -23,8 +24,12 @@ NUMBER_SECTIONS = ("datasets", "model", "train", "study", "evaluate")
 
 
 def study_digest(params: Mapping[str, Any]) -> str:
-    """SHA-256 of the sections of ``params`` that decide the study's numbers."""
+    """SHA-256 of the sections of ``params`` that decide the study's numbers, less the
+    ``train`` settings that change none (:data:`mtunet.config.TRAIN_RUNTIME_FIELDS`)."""
     sections = {k: params.get(k) for k in NUMBER_SECTIONS}
+    if isinstance(sections["train"], Mapping):
+        train = sections["train"]
+        sections["train"] = {k: v for k, v in train.items() if k not in TRAIN_RUNTIME_FIELDS}
     text = json.dumps(sections, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

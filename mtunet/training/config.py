@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mtunet.config import check, from_dict, to_dict
+from mtunet.config import TRAIN_RUNTIME_FIELDS, check, from_dict, to_dict
 from mtunet.numerics import CPU_KERNELS, THREADS_RULE, valid_threads
 
 #: The published recipes. ``momentum`` applies to SGD only.
@@ -41,7 +41,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 #: Fields that do not change the weights; a restart that differs only in these resumes.
-RUNTIME_FIELDS = ("num_workers", "pin_memory", "progress", "val_batch_size", "resume")
+RUNTIME_FIELDS = TRAIN_RUNTIME_FIELDS
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -126,6 +126,11 @@ class TrainConfig:
             split). The test split is never used.
         val_every: Validate every this many epochs (and always after the last epoch).
         val_batch_size: Slices per forward pass during validation (does not change results).
+        checkpoint_every: Write ``last.pt``, the point an interrupted run resumes from, every
+            this many epochs and after the last (does not change results: a resumed run
+            redoes the epochs since, bit for bit). Each write copies the weights, the
+            optimizer state and the best epoch's weights, so on short epochs it is a
+            noticeable share of the run.
         max_steps_per_epoch: Cap on optimizer steps per epoch (quick runs); None = full epoch.
         img_size: Training input (height, width), or None for the model config's img_size;
             when set it also becomes the model's img_size. Multiples of 8.
@@ -160,6 +165,7 @@ class TrainConfig:
     selection: Literal["auto", "last", "best_val"] = "auto"
     val_every: int = 1
     val_batch_size: int = 16
+    checkpoint_every: int = 1
     max_steps_per_epoch: int | None = None
     img_size: int | tuple[int, int] | None = None
     deterministic: bool = True
@@ -238,6 +244,11 @@ class TrainConfig:
         check(self.val_every >= 1, "val_every", f"must be >= 1, got {self.val_every}")
         check(
             self.val_batch_size >= 1, "val_batch_size", f"must be >= 1, got {self.val_batch_size}"
+        )
+        check(
+            self.checkpoint_every >= 1,
+            "checkpoint_every",
+            f"must be >= 1, got {self.checkpoint_every}",
         )
         if self.max_steps_per_epoch is not None:
             check(

@@ -1,7 +1,8 @@
 """The training loop of one process: epochs of optimizer steps, validation, checkpoints.
 
 :class:`Trainer` builds the run (:func:`mtunet.training.build.build`), restores the progress
-of a resumed ``last.pt``, trains epoch after epoch (writing ``last.pt`` after each) and
+of a resumed ``last.pt``, trains epoch after epoch (writing ``last.pt`` every
+``checkpoint_every`` epochs and after the last) and
 finally writes ``model.pt`` (the selected weights) and ``train.json``. Only rank 0 logs and
 writes files.
 """
@@ -114,7 +115,7 @@ class Trainer:
     def _end_epoch(
         self, epoch: int, epoch_loss: float, seconds: float, confusion: np.ndarray, live: Any
     ) -> None:
-        """Validate, update the selection, log the epoch and write ``last.pt``."""
+        """Validate, update the selection, log the epoch and write ``last.pt`` when due."""
         spec, cfg, progress = self.spec, self.spec.cfg, self.progress
         record: dict[str, Any] = {
             "epoch": epoch + 1,
@@ -141,11 +142,14 @@ class Trainer:
         if is_new_best(spec.rule, record["val_dice"], progress.best_dice):
             progress.best_epoch, progress.best_dice = epoch + 1, record["val_dice"]
             progress.best_state = cpu_state_dict(self.parts.raw_model)
-        rng = gather_rng_states(spec.device)
+        # Decided by the epoch alone, so every process takes part in the RNG gather.
+        checkpoint = (epoch + 1) % cfg.checkpoint_every == 0 or last_epoch
+        rng = gather_rng_states(spec.device) if checkpoint else None
         if spec.info.is_main:
             if live is not None:
                 log_epoch(live, progress.global_step, record)
-            save_checkpoint(spec.out_dir / "last.pt", self._payload(epoch + 1, True, rng))
+            if checkpoint:
+                save_checkpoint(spec.out_dir / "last.pt", self._payload(epoch + 1, True, rng))
         if spec.info.distributed:
             import torch.distributed as dist
 

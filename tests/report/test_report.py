@@ -548,3 +548,27 @@ def test_measured_rerun_spread_is_shown_for_its_own_configuration(repo: dict[str
     text = build(root).read_text()
     assert "### Reruns on other machines and seeds" not in text
     assert "the seed interval says how far" in text
+
+
+def test_study_digest_ignores_settings_that_change_no_number() -> None:
+    """A measurement stays this study's when only how training runs changed (checkpoints,
+    loader workers), and stops being it when anything that decides a number changed."""
+    from mtunet.config import TRAIN_RUNTIME_FIELDS
+    from mtunet.report.spread import study_digest
+
+    params = {
+        "datasets": {"acdc": {"raw_dir": "data/raw/acdc"}},
+        "model": {"win_size": 4},
+        "train": {"epochs": 50, "threads": 2, "checkpoint_every": 1, "num_workers": "auto"},
+        "study": {"seeds": [1234]},
+        "evaluate": {"batch_size": 16},
+        "resources": {"train": {"cpus": 2}},
+    }
+    digest = study_digest(params)
+    assert "checkpoint_every" in TRAIN_RUNTIME_FIELDS
+    runtime = {**params, "train": {**params["train"], "checkpoint_every": 10, "num_workers": 0}}
+    assert study_digest(runtime) == digest
+    assert study_digest({**params, "resources": {"train": {"cpus": 8}}}) == digest
+    for section, change in (("train", {"threads": 1}), ("train", {"epochs": 25})):
+        changed = {**params, section: {**params[section], **change}}
+        assert study_digest(changed) != digest, change

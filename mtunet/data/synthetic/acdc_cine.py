@@ -66,6 +66,38 @@ _ACDC_SIGNAL = {
 }
 
 
+_UP = 3  # supersampling: the image is the mean of 3 x 3 sub-pixels (partial volume)
+
+
+def _slice_grid(n: int, anatomy: dict[str, Any]) -> dict[str, np.ndarray]:
+    """What every slice of a patient shares, at the supersampled resolution (n*3, n*3).
+
+    Returns:
+        ``rh``, ``rw``: float64 coordinates in the heart's rotated frame; ``theta``: the angle
+        around the heart's centre; ``body``: bool mask of the body; ``chest``: float32 signal
+        of the body, fat, lungs and liver, the background every slice starts from.
+    """
+    sig = _ACDC_SIGNAL
+    g = (np.arange(n * _UP) + 0.5) / (n * _UP) * 2.0 - 1.0
+    hh, ww = np.meshgrid(g, g, indexing="ij")
+    ch, cw = anatomy["center"]
+    a = anatomy["angle"]
+    dh, dw = hh - ch, ww - cw
+    rh, rw = np.cos(a) * dh - np.sin(a) * dw, np.sin(a) * dh + np.cos(a) * dw
+    body = (hh / 0.85) ** 2 + (ww / 0.95) ** 2 < 1
+    fat = body & ~((hh / 0.8) ** 2 + (ww / 0.9) ** 2 < 1)
+    lungs = np.zeros_like(body)
+    for side in (-1, 1):
+        lungs |= ((hh + 0.15) / 0.5) ** 2 + ((ww - 0.55 * side) / 0.3) ** 2 < 1
+    liver = ((hh - 0.7) / 0.3) ** 2 + ((ww + 0.4) / 0.45) ** 2 < 1
+    chest = np.full(hh.shape, 0.0, dtype=np.float32)
+    chest[body] = sig["body"]
+    chest[fat] = sig["fat"]
+    chest[lungs & body] = sig["lung"]
+    chest[liver & body] = sig["liver"]
+    return {"rh": rh, "rw": rw, "theta": np.arctan2(rh, rw), "body": body, "chest": chest}
+
+
 def acdc_frame(
     cfg: AcdcPhantomConfig,
     anatomy: dict[str, Any],
@@ -87,24 +119,15 @@ def acdc_frame(
     n, nz = cfg.size, anatomy["nz"]
     p = anatomy["params"]
     sig = _ACDC_SIGNAL
-    up = 3  # supersampling: the image is the mean of 3 x 3 sub-pixels (partial volume)
-    g = (np.arange(n * up) + 0.5) / (n * up) * 2.0 - 1.0
-    hh, ww = np.meshgrid(g, g, indexing="ij")
+    up = _UP
+    grid = anatomy.get("grid") or _slice_grid(n, anatomy)
+    rh, rw, theta, body = grid["rh"], grid["rw"], grid["theta"], grid["body"]
     lv_r0 = p["lv"] * (1 - phase * (1 - p["contract"]))
     myo_t = p["myo"] * (1 + phase * (p["thicken"] - 1))
     rv_w = p["rv"] * (1 - phase * (1 - p["rv_contract"]))
-    ch, cw = anatomy["center"]
-    a = anatomy["angle"]
-    dh, dw = hh - ch, ww - cw
-    rh, rw = np.cos(a) * dh - np.sin(a) * dw, np.sin(a) * dh + np.cos(a) * dw
-    theta = np.arctan2(rh, rw)
-    body = (hh / 0.85) ** 2 + (ww / 0.95) ** 2 < 1
-    fat = body & ~((hh / 0.8) ** 2 + (ww / 0.9) ** 2 < 1)
-    lungs = np.zeros_like(body)
-    for side in (-1, 1):
-        lungs |= ((hh + 0.15) / 0.5) ** 2 + ((ww - 0.55 * side) / 0.3) ** 2 < 1
-    liver = ((hh - 0.7) / 0.3) ** 2 + ((ww + 0.4) / 0.45) ** 2 < 1
     trab = anatomy["trabeculae"]
+    # The same at every level of the stack: the cavity's stretched distance map.
+    dist = np.sqrt(rh**2 + (rw / (1.0 + 0.08 * phase)) ** 2)
     img = np.zeros((nz, n, n), dtype=np.float32)
     lab = np.zeros((nz, n, n), dtype=np.uint8)
     for z in range(nz):
@@ -114,14 +137,9 @@ def acdc_frame(
         lv_r = lv_r0 * taper * (1.0 if t < 0.75 else max(0.0, (1.0 - t) / 0.25))
         r_epi = lv_r0 * taper + myo_t
         # An irregular (trabeculated) endocardium: the radius wobbles with the angle.
-        dist = np.sqrt(rh**2 + (rw / (1.0 + 0.08 * phase)) ** 2)
         wobble = 1.0 + anatomy["wobble"][0] * np.sin(anatomy["wobble"][1] * theta + z)
         dist_endo = dist / wobble
-        sl = np.full(hh.shape, 0.0, dtype=np.float32)
-        sl[body] = sig["body"]
-        sl[fat] = sig["fat"]
-        sl[lungs & body] = sig["lung"]
-        sl[liver & body] = sig["liver"]
+        sl = grid["chest"].copy()
         sl[dist < r_epi + 0.025] = sig["pericardium"]
         # RV: a crescent on the septal side, hugging the LV, shorter than the LV.
         rv = np.zeros_like(body)
@@ -164,7 +182,7 @@ def acdc_frame(
                 ph_, pw_ = np.sin(ang) * rad * lv_r, np.cos(ang) * rad * lv_r
                 spot = (rh - ph_) ** 2 + (rw - pw_) ** 2 < (size * lv_r) ** 2
                 sl[spot & lv] = sig["myo"] * 1.05
-        lab_hi = np.zeros(hh.shape, dtype=np.uint8)
+        lab_hi = np.zeros(rh.shape, dtype=np.uint8)
         lab_hi[rv] = 1
         lab_hi[myo] = 2
         lab_hi[lv] = 3
@@ -215,6 +233,7 @@ def acdc_patient(cfg: AcdcPhantomConfig, patient: int) -> dict[str, Any]:
             *[(rng.uniform(-np.pi, np.pi), 0.85, 0.1) for _ in range(int(rng.integers(3, 7)))],
         ],
     }
+    anatomy["grid"] = _slice_grid(n, anatomy)  # drawn once, not in every frame
     t_frames = cfg.n_frames
     es = int(np.clip(round(t_frames * rng.uniform(0.3, 0.45)) + 1, 2, t_frames))
     frames, labels = [], []
