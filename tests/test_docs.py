@@ -142,6 +142,26 @@ def test_rerun_spread_tables_show_each_rerun_beside_the_committed_study(tmp_path
     )
 
 
+def test_study_time_table_follows_the_pipeline_and_averages_rounds() -> None:
+    speed = sys.modules["speed_tables"]
+
+    def row(commit: str, total: float, same: bool) -> dict:
+        stages = {"report": 1.0, "train@a-m-1": total - 4.0, "phantoms@a": 2.0, "dvc start": 1.0}
+        return {"commit": commit, "total_seconds": total, "stages": stages,
+                "metrics_as_committed": same}  # fmt: skip
+
+    doc = {"rows": [row("a" * 40, 100.0, True), row("b" * 40, 60.0, True),
+                    row("a" * 40, 80.0, True), row("b" * 40, 70.0, False)]}  # fmt: skip
+    lines = speed.study_time(doc).splitlines()
+    assert lines[0] == "| stage | `aaaaaaa` (s) | `bbbbbbb` (s) |"
+    assert [line.split(" | ")[0][2:] for line in lines[2:]] == [
+        "dvc start", "phantoms@a", "train@a-m-1", "report", "**total**", "metrics as committed"
+    ]  # fmt: skip
+    assert lines[4] == "| train@a-m-1 | 86.0 | 61.0 |"  # means of the two rounds
+    assert lines[6] == "| **total** | **90** | **65** |"
+    assert lines[7] == "| metrics as committed | yes | no |"  # one round of b differed
+
+
 def test_signed_differences_use_a_true_minus() -> None:
     assert table_format.signed(-5.3548) == "\u22125.35"
     assert table_format.signed(1.4678) == "+1.47"

@@ -31,7 +31,8 @@ def _tiny_params(params: dict) -> dict:
     params["datasets"]["synapse"]["phantoms"].update(n_train=2, n_test=2, **small)
     params["datasets"]["acdc"]["phantoms"].update(n_train=2, n_val=1, n_test=1, **small)
     params["model"].update(img_size=48, width_mult=0.125)
-    params["train"].update(epochs=2)
+    # last.pt after every epoch: the interruption tests resume from the first one.
+    params["train"].update(epochs=2, checkpoint_every=1)
     params["study"].update(
         models=["mtunet", "unet"],
         seeds=[1],

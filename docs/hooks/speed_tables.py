@@ -6,7 +6,7 @@ with the columns and formats the README used before the docs moved here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from table_format import Doc, TableError, fmt, markdown_table, rank, ratio, yes_no
 
@@ -340,4 +340,59 @@ def loader_workers(doc: Doc) -> str:
     needed = doc["workers_needed"]
     variants = [r["variant"] for r in doc["rows"] if r["workers"] > 0]
     body = [[v, *(str(needed[k][v]) for k in rates)] for v in variants]
+    return markdown_table(header, body)
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmarks/study_time.py
+
+
+#: dvc's start, then the study's stages in the order the pipeline runs them.
+STUDY_STEPS = (
+    "dvc start",
+    "phantoms",
+    "preprocess",
+    "train",
+    "train_ablation",
+    "evaluate",
+    "evaluate_ablation",
+    "compare",
+    "report",
+)
+
+
+def study_time(doc: Doc) -> str:
+    """``study_time.json``: seconds per stage of a fresh clone's ``dvc repro``, one column per
+    revision (the mean over its rounds), the total, and whether ``metrics/`` came out as the
+    revision committed it."""
+    rows = doc["rows"]
+    commits = list(dict.fromkeys(r["commit"] for r in rows))
+    # The file's keys are sorted; the rows follow the pipeline's steps instead.
+    stages = sorted(
+        {s for r in rows for s in r["stages"]},
+        key=lambda s: (STUDY_STEPS.index(s.split("@")[0]) if s.split("@")[0] in STUDY_STEPS
+                       else len(STUDY_STEPS), s),
+    )  # fmt: skip
+
+    def mean(commit: str, value: Callable[[Doc], float]) -> float:
+        vals = [value(r) for r in rows if r["commit"] == commit]
+        return sum(vals) / len(vals)
+
+    header = ["stage", *(f"`{c[:7]}` (s)" for c in commits)]
+    body = [
+        [s, *(fmt(mean(c, lambda r, s=s: r["stages"].get(s, 0.0)), ".1f") for c in commits)]
+        for s in stages
+    ]
+    body.append(
+        ["**total**", *(f"**{mean(c, lambda r: r['total_seconds']):.0f}**" for c in commits)]
+    )
+    body.append(
+        [
+            "metrics as committed",
+            *(
+                yes_no(all(r["metrics_as_committed"] for r in rows if r["commit"] == c))
+                for c in commits
+            ),
+        ]
+    )
     return markdown_table(header, body)

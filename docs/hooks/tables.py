@@ -73,6 +73,7 @@ TABLES: dict[str, Table] = {
         "train_loop_speed_threads_cpu", speed.train_loop_threads
     ),
     "loader_speed": _result("loader_speed", speed.loader_speed),
+    "study_time": _result("study_time", speed.study_time),
     "loader_workers": _result("loader_speed", speed.loader_workers),
     "cpu_reproducibility": _result("cpu_reproducibility", results.cpu_reproducibility),
     "cpu_reproducibility_trace": _result("cpu_reproducibility", results.cpu_reproducibility_trace),
