@@ -367,12 +367,13 @@ def study_time(doc: Doc) -> str:
     revision committed it."""
     rows = doc["rows"]
     commits = list(dict.fromkeys(r["commit"] for r in rows))
-    # The file's keys are sorted; the rows follow the pipeline's steps instead.
+    # The file's keys are sorted; the rows follow the pipeline's steps instead (unknown
+    # steps last).
+    order = {step: i for i, step in enumerate(STUDY_STEPS)}
     stages = sorted(
         {s for r in rows for s in r["stages"]},
-        key=lambda s: (STUDY_STEPS.index(s.split("@")[0]) if s.split("@")[0] in STUDY_STEPS
-                       else len(STUDY_STEPS), s),
-    )  # fmt: skip
+        key=lambda s: (order.get(s.split("@")[0], len(order)), s),
+    )
 
     def mean(commit: str, value: Callable[[Doc], float]) -> float:
         vals = [value(r) for r in rows if r["commit"] == commit]
