@@ -25,9 +25,11 @@ from mtunet.fileio import atomic_path, write_json
 from mtunet.inference import DEVICE_RE, input_size, predict_volume, resolve_device
 from mtunet.numerics import (
     CPU_KERNELS,
+    DENORMALS_RULE,
     THREADS_RULE,
     CpuKernels,
     pin_cpu_kernels,
+    pin_denormals,
     pin_threads,
     valid_threads,
 )
@@ -65,6 +67,8 @@ class EvalConfig:
         threads: torch's CPU threads for the forward passes, or None for the process's own;
             as for training, a fixed count gives the same predictions on machines with
             other core counts.
+        flush_denormals: Compute denormal floats as zero, as for training (the forward
+            passes' bits depend on it). Fixed at the process's first parallel computation.
     """
 
     batch_size: int = 16
@@ -78,9 +82,15 @@ class EvalConfig:
     nsd_tolerance: float = 2.0
     cpu_kernels: CpuKernels = "native"
     threads: int | None = None
+    flush_denormals: bool = True
 
     def __post_init__(self) -> None:
         check(valid_threads(self.threads), "threads", f"{THREADS_RULE}, got {self.threads!r}")
+        check(
+            isinstance(self.flush_denormals, bool),
+            "flush_denormals",
+            f"{DENORMALS_RULE}, got {self.flush_denormals!r}",
+        )
         check(
             self.cpu_kernels in CPU_KERNELS,
             "cpu_kernels",
@@ -260,6 +270,7 @@ def evaluate(
         raise ValueError(f"cfg: expected an EvalConfig, got {type(cfg).__name__}")
     pin_cpu_kernels(cfg.cpu_kernels)  # before the first computation, as training does
     pin_threads(cfg.threads)
+    pin_denormals(cfg.flush_denormals)
     if data_source is not None and data_source not in DATA_SOURCES:
         raise ValueError(f"data_source: must be one of {list(DATA_SOURCES)}, got {data_source!r}")
     ckpt = load_checkpoint(checkpoint_path, map_location="cpu")

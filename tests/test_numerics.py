@@ -143,3 +143,58 @@ def test_threads_must_be_a_positive_integer_or_null(bad: object) -> None:
 def test_null_threads_keep_the_process_count() -> None:
     before = torch.get_num_threads()
     assert numerics.pin_threads(None)["threads"] == before == torch.get_num_threads()
+
+
+_DENORMALS_CODE = (
+    "import json, sys, torch\n"
+    "from mtunet.numerics import denormal_mode, kernel_record, pin_denormals, pin_threads\n"
+    "pin_threads(2)\n"
+    "if sys.argv[2] == 'late':\n"
+    "    torch.ones(1 << 20).mul(2).sum()\n"  # starts the worker threads before the pin
+    "mode = pin_denormals(sys.argv[1] == 'flush')\n"
+    "d = torch.full((256, 256), 1 << 21, dtype=torch.int32).view(torch.float32)\n"
+    "products = {\n"  # denormal in, denormal out: zero where flushed
+    "    'matmul': d @ torch.eye(256),\n"
+    "    'conv': torch.nn.functional.conv2d(d[None, None], torch.ones(1, 1, 1, 1)),\n"
+    "}\n"
+    "zero = {k: float((v.view(torch.int32) == 0).float().mean()) for k, v in products.items()}\n"
+    "print(json.dumps({'mode': mode, 'record': kernel_record()['denormals'], 'zero': zero}))\n"
+)
+
+
+def _denormals_run(setting: str, when: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", _DENORMALS_CODE, setting, when],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "stderr": out.stderr}
+
+
+def test_flushing_before_the_first_computation_reaches_every_thread_and_library() -> None:
+    flushed = _denormals_run("flush", "early")
+    assert flushed["mode"] == flushed["record"] == "flushed"
+    assert flushed["zero"] == {"matmul": 1.0, "conv": 1.0}  # MKL's and oneDNN's threads too
+    kept = _denormals_run("keep", "early")
+    assert kept["mode"] == kept["record"] == "kept"
+    assert kept["zero"] == {"matmul": 0.0, "conv": 0.0}
+
+
+def test_flushing_after_the_workers_started_is_reported_as_mixed() -> None:
+    late = _denormals_run("flush", "late")
+    assert late["mode"] == late["record"] == "mixed"
+    assert "flush_denormals: True was requested after" in late["stderr"]
+
+
+@pytest.mark.parametrize("bad", [1, "true", None])
+def test_flush_denormals_must_be_a_bool(bad: object) -> None:
+    from mtunet.evaluation import EvalConfig
+    from mtunet.training.config import TrainConfig
+
+    with pytest.raises(ValueError, match="flush_denormals: must be true or false"):
+        numerics.pin_denormals(bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="flush_denormals"):
+        TrainConfig(flush_denormals=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="flush_denormals"):
+        EvalConfig(flush_denormals=bad)  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mtunet.config import TRAIN_RUNTIME_FIELDS, check, from_dict, to_dict
-from mtunet.numerics import CPU_KERNELS, THREADS_RULE, valid_threads
+from mtunet.numerics import CPU_KERNELS, DENORMALS_RULE, THREADS_RULE, valid_threads
 
 #: The published recipes. ``momentum`` applies to SGD only.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -116,6 +116,9 @@ class TrainConfig:
             core, or ``OMP_NUM_THREADS``). The count decides how MKL and oneDNN split their
             sums, so a fixed count gives the same bits on machines with other core counts;
             each process of a multi-process run takes this many.
+        flush_denormals: Compute denormal floats as zero (FTZ/DAZ) in the training process:
+            a trained network's step is up to 3.5x faster on x86 CPUs, and its bits differ
+            from IEEE arithmetic's; :func:`mtunet.numerics.pin_denormals`.
         num_workers: DataLoader worker processes (0 loads in the main process), or
             ``"auto"`` (:func:`loader_workers`): on a GPU (CUDA or MPS) one worker per CPU
             the process has beyond its own core, at most :data:`MAX_AUTO_WORKERS`; on the CPU
@@ -160,6 +163,7 @@ class TrainConfig:
     compile: bool = False
     cpu_kernels: Literal["native", "portable", "compatible"] = "native"
     threads: int | None = None
+    flush_denormals: bool = True
     num_workers: int | Literal["auto"] = 0
     pin_memory: bool = True
     selection: Literal["auto", "last", "best_val"] = "auto"
@@ -226,6 +230,11 @@ class TrainConfig:
             f"must be one of {list(CPU_KERNELS)}, got {self.cpu_kernels!r}",
         )
         check(valid_threads(self.threads), "threads", f"{THREADS_RULE}, got {self.threads!r}")
+        check(
+            isinstance(self.flush_denormals, bool),
+            "flush_denormals",
+            f"{DENORMALS_RULE}, got {self.flush_denormals!r}",
+        )
         check(
             self.num_workers == "auto"
             or (

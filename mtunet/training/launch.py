@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from mtunet import distributed as mdist
-from mtunet.numerics import pin_cpu_kernels, pin_threads
+from mtunet.numerics import pin_cpu_kernels, pin_denormals, pin_threads
 from mtunet.training.config import TrainConfig
 from mtunet.training.loop import Trainer
 from mtunet.training.spec import RunSpec
@@ -58,6 +58,7 @@ def train(
     # Before the first computation, and inherited by spawned processes.
     pin_cpu_kernels(train_cfg.cpu_kernels)
     pin_threads(train_cfg.threads)
+    pin_denormals(train_cfg.flush_denormals)
     info = mdist.env_info()
     if info is not None:  # started by torchrun: its environment decides
         return _run_process(info, train_cfg, model_cfg, manifest_path, out_dir, live_dir)
@@ -94,6 +95,7 @@ def _spawn_entry(
     info = mdist.DistInfo(rank=rank, world_size=world_size, local_rank=rank)
     # CPU workers share the cores instead of each taking all of them, unless told how many.
     torch.set_num_threads(train_cfg.threads or max(1, (os.cpu_count() or 1) // world_size))
+    pin_denormals(train_cfg.flush_denormals)  # a spawned process starts with IEEE arithmetic
     _run_process(info, train_cfg, model_cfg, manifest_path, out_dir, live_dir)
 
 
