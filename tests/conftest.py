@@ -16,3 +16,10 @@ torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", 0)) or min(2, os.cpu
 def _seed_everything() -> None:
     torch.manual_seed(0)
     np.random.seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _ieee_main_thread() -> object:
+    """An in-process training flushes denormals on this thread; the next test starts IEEE."""
+    yield
+    torch.set_flush_denormal(False)

@@ -50,6 +50,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
+from mtunet.fpenv import ieee_denormals
+
 # Use the KD-tree when the crop has this many times more voxels than the two surfaces
 # together: an EDT costs about 0.1 us per box voxel (two of them), a KD-tree build + query
 # about 1 us per surface voxel (measured on the 2-core CI machine).
@@ -244,7 +246,8 @@ def surface_distances(
     assert union is not None
     box_size = math.prod(s.stop - s.start for s in union)
     use_kd = box_size > _KD_RATIO * (len(ca) + len(cb))
-    return [(_directed(ca, cb, sp, use_kd), _directed(cb, ca, sp, use_kd)) for sp in spacings]
+    with ieee_denormals():  # cKDTree can crash with denormals flushed (mtunet.fpenv)
+        return [(_directed(ca, cb, sp, use_kd), _directed(cb, ca, sp, use_kd)) for sp in spacings]
 
 
 def nonempty_boxes(a: np.ndarray, b: np.ndarray) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
