@@ -88,11 +88,29 @@ def shifted_seeds(params: dict[str, Any]) -> list[int]:
     return [int(s) + SEED_SHIFT for s in (params.get("study") or {}).get("seeds") or ()]
 
 
+def mkl_branch_of(folder: Path) -> str | None:
+    """The MKL branch a study's training runs recorded (the first run's), or None."""
+    from mtunet.fileio import read_json
+
+    for path in sorted(folder.glob("models/*/*/seed*/train.json")):
+        return (read_json(path).get("machine") or {}).get("mkl_branch")
+    return None
+
+
 def check_runs(
-    folder: Path, rerun: str, env: dict[str, str], seeds: list[int] | None = None
+    folder: Path,
+    rerun: str,
+    env: dict[str, str],
+    seeds: list[int] | None = None,
+    own_branch: str | None = "AUTO",
 ) -> list[dict[str, Any]]:
     """Every training run of a rerun, with the threads it started with and used, its MKL
-    branch and seed; raises when one did not run the simulated machine (or seeds)."""
+    branch and seed; raises when one did not run the simulated machine (or seeds).
+
+    Under the vendor shim, MKL must have taken another branch than ``own_branch``, the one
+    the workspace's runs recorded on this machine: ``AVX2`` where the shim makes an AMD CPU
+    look Intel, ``AUTO`` where it makes an Intel CPU look like another vendor.
+    """
     from mtunet.fileio import read_json
 
     runs = []
@@ -112,7 +130,7 @@ def check_runs(
         seed = int(path.parent.name.removeprefix("seed"))
         if (
             got["torch_threads_default"] != start
-            or ("LD_PRELOAD" in env and got["mkl_branch"] in ("AUTO", None))
+            or ("LD_PRELOAD" in env and got["mkl_branch"] in (own_branch, None))
             or (seeds is not None and seed not in seeds)
         ):
             raise SystemExit(f"rerun {rerun!r}: {got['run']} did not run as simulated: {got}")
@@ -267,6 +285,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     params = load_params(args.baseline / "params.yaml")
     datasets = [d for d in ("synapse", "acdc") if d in params.get("datasets", {})]
     base = study_numbers(args.baseline, datasets)
+    own_branch = mkl_branch_of(args.baseline)
     reruns = earlier_reruns(args.out, study_digest(params), base) if args.merge else {}
     with tempfile.TemporaryDirectory() as tmp:
         keep = args.keep or Path(tmp)
@@ -280,7 +299,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             env = environment(rerun, shim)
             seeds = shifted_seeds(params) if rerun == "another seed" else None
             seconds = rerun_study(rerun, env, args.baseline, folder, site, seeds)
-            runs = check_runs(folder, rerun, env, seeds)
+            runs = check_runs(folder, rerun, env, seeds, own_branch)
             results = compare(base, study_numbers(folder, datasets))
             shown = {k: ("<vendor shim>" if k == "LD_PRELOAD" else v) for k, v in env.items()}
             reruns[rerun] = {"env": shown, "seconds": seconds, "runs": runs, "results": results}

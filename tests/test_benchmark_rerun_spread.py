@@ -83,6 +83,14 @@ def test_a_rerun_that_did_not_run_its_machine_fails(tmp_path: Path) -> None:
         rs.check_runs(tmp_path, "other vendor", rs.environment("other vendor", shim))
     train_json(2, "AVX2")
     assert rs.check_runs(tmp_path, "other vendor", rs.environment("other vendor", shim))
+    assert rs.mkl_branch_of(tmp_path) == "AVX2"
+    # On an Intel machine (its own runs on AVX2) the shim makes MKL take AUTO.
+    with pytest.raises(SystemExit, match="did not run as simulated"):
+        rs.check_runs(tmp_path, "other vendor", rs.environment("other vendor", shim), None, "AVX2")
+    train_json(2, "AUTO")
+    assert rs.check_runs(
+        tmp_path, "other vendor", rs.environment("other vendor", shim), None, "AVX2"
+    )
     # A study with train.threads: 2 on a machine that started it with 4 threads.
     train_json(2, "AUTO", start=4)
     assert rs.check_runs(tmp_path, "4 threads", rs.environment("4 threads", shim))
