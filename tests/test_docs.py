@@ -162,6 +162,48 @@ def test_study_time_table_follows_the_pipeline_and_averages_rounds() -> None:
     assert lines[7] == "| metrics as committed | yes | no |"  # one round of b differed
 
 
+def test_ray_cancel_table_names_the_aborted_launches(tmp_path: Path) -> None:
+    def run(way: str, launch: int, status: int, seconds: float | None) -> dict:
+        return {"way": way, "launch": launch, "exit_status": status, "stop_seconds": seconds}
+
+    def doc(sigint: str, rows: list[dict]) -> dict:
+        summary = {
+            way: {
+                "launches": sum(r["way"] == way for r in rows),
+                "aborted": sum(r["way"] == way and r["exit_status"] != 130 for r in rows),
+                "ray_check_failures": sum(r["way"] == way and r["exit_status"] == 1 for r in rows),
+            }
+            for way in ("ray cancel", "cancel files")
+        }
+        return {"rows": rows, "sigint": sigint, "summary": summary}
+
+    _write(
+        tmp_path,
+        "benchmarks/results/ray_cancel.json",
+        doc(
+            "default",
+            [
+                run("ray cancel", 1, 130, 0.4),
+                run("ray cancel", 2, 1, 0.38),
+                run("cancel files", 1, 130, 0.5),
+                run("cancel files", 2, 130, None),
+            ],
+        ),
+    )
+    _write(
+        tmp_path,
+        "benchmarks/results/ray_cancel_sigint_ignored.json",
+        doc("ignored", [run("ray cancel", 1, 130, 30.02), run("cancel files", 1, 130, 0.45)]),
+    )
+    lines = hook.render_table("ray_cancel", tmp_path).splitlines()
+    assert lines[2:] == [
+        "| default | Ray's cancel (before) | 2 | 1 (2) | 1 | 0.38 to 0.40 |",
+        "| default | cancel file (now) | 2 | 0 | 0 | 0.50 to 0.50 |",
+        "| ignored | Ray's cancel (before) | 1 | 0 | 0 | 30.02 to 30.02 |",
+        "| ignored | cancel file (now) | 1 | 0 | 0 | 0.45 to 0.45 |",
+    ]
+
+
 def test_signed_differences_use_a_true_minus() -> None:
     assert table_format.signed(-5.3548) == "\u22125.35"
     assert table_format.signed(1.4678) == "+1.47"

@@ -264,3 +264,27 @@ def rerun_spread_verdicts(doc: Doc) -> str:
                 ]
             )
     return markdown_table(header, rows)
+
+
+def ray_cancel(*docs: Doc) -> str:
+    """``ray_cancel*.json``: launches stopped each way, how many aborted, the stop's seconds;
+    one row per way and file (SIGINT as a terminal leaves it, or ignored)."""
+    header = ["SIGINT", "stop", "launches", "aborted (which)", "Ray check failures", "seconds"]
+    names = {"ray cancel": "Ray's cancel (before)", "cancel files": "cancel file (now)"}
+    rows = []
+    for doc in docs:
+        for way, summary in doc["summary"].items():
+            mine = [r for r in doc["rows"] if r["way"] == way]
+            aborted = [str(r["launch"]) for r in mine if r["exit_status"] != 130]
+            seconds = [r["stop_seconds"] for r in mine if r["stop_seconds"] is not None]
+            rows.append(
+                [
+                    doc["sigint"],
+                    names.get(way, way),
+                    str(summary["launches"]),
+                    f"{summary['aborted']}" + (f" ({', '.join(aborted)})" if aborted else ""),
+                    str(summary["ray_check_failures"]),
+                    f"{min(seconds):.2f} to {max(seconds):.2f}" if seconds else "-",
+                ]
+            )
+    return markdown_table(header, rows)

@@ -85,6 +85,10 @@ TABLES: dict[str, Table] = {
     "phantom_difficulty_synapse": _result("phantom_difficulty_synapse", results.phantom_difficulty),
     "phantom_difficulty_acdc": _result("phantom_difficulty_acdc", results.phantom_difficulty),
     # Written by the compare stage of the committed ablation study.
+    "ray_cancel": Table(
+        (f"{RESULTS}/ray_cancel.json", f"{RESULTS}/ray_cancel_sigint_ignored.json"),
+        results.ray_cancel,
+    ),
     "ablation_cpu": Table(
         ("reports/ablation_cpu/comparison_synapse.json",), results.ablation_study
     ),

@@ -13,8 +13,9 @@ runs what is still stale (a training resumes from its ``last.pt``).
 Before starting a stage the launcher asks DVC again whether it is out of date, as
 ``dvc repro`` does when a stage's turn comes, and removes its old outputs. A failed command
 is retried up to ``max_retries`` times; then its downstream stages are not run and the
-others go on. Ctrl-C or SIGTERM cancels the running tasks (each kills its command's process
-group) and exits with status 130.
+others go on. Ctrl-C or SIGTERM stops the submitted tasks through their cancel files (each
+kills its command's process group; see :mod:`~mtunet.scaleout.worker`) and exits with
+status 130.
 """
 
 from __future__ import annotations
@@ -43,7 +44,13 @@ from mtunet.scaleout.graph import StudyRepo, stale_stages
 from mtunet.scaleout.plan import train_epochs
 from mtunet.scaleout.progress import ProgressView
 from mtunet.scaleout.resources import ResourcesConfig, RunResources
-from mtunet.scaleout.worker import LOG_DIR, StageCommand, kill_group, run_stage
+from mtunet.scaleout.worker import (
+    KILL_GRACE_SECONDS,
+    LOG_DIR,
+    StageCommand,
+    kill_group,
+    run_stage,
+)
 
 #: Exit status after Ctrl-C or SIGTERM.
 INTERRUPTED = 130
@@ -60,21 +67,30 @@ class StopFlag:
         self.signum = signum
 
 
-def cancel_tasks(ray: Any, running: dict[Any, Any]) -> None:
-    """Cancel Ray tasks running stages: first as Ctrl-C (the task kills its command's
-    process group), then by force; a command left on this node (its worker died before it
-    could clean up) has its process group killed from here."""
+def cancel_tasks(ray: Any, running: dict[Any, Any], wait: float | None = None) -> None:
+    """Stop the tasks running stages, and those still queued: write each stage's cancel
+    file and wait for the tasks to return (each kills its command's process group, a
+    queued one returns without starting it). A task not back within ``wait`` seconds (a
+    node that lost the checkout, a hung worker) is cancelled by Ray, by force, and a
+    command it left on this node has its process group killed from here."""
+    if wait is None:
+        wait = KILL_GRACE_SECONDS + 20.0
+    for run in running.values():
+        if run.cmd.cancel:
+            with contextlib.suppress(OSError):
+                Path(run.cmd.cancel).touch()
     refs = list(running)
-    for ref in refs:
-        with contextlib.suppress(Exception):
-            ray.cancel(ref, force=False)
+    left = refs
     with contextlib.suppress(Exception):
-        ray.wait(refs, num_returns=len(refs), timeout=30.0)
-    for ref in refs:
+        _, left = ray.wait(refs, num_returns=len(refs), timeout=wait)
+    # Only a task that did not return: Ray 2.60's cancel can race a task's reply and abort
+    # the launcher ("Tried to complete task that was not pending").
+    for ref in left:
         with contextlib.suppress(Exception):
             ray.cancel(ref, force=True)
     host = socket.gethostname()
-    for run in running.values():
+    for ref in left:
+        run = running[ref]
         try:
             rec = read_json(run.cmd.record)
         except (OSError, ValueError):
@@ -83,6 +99,9 @@ def cancel_tasks(ray: Any, running: dict[Any, Any]) -> None:
             kill_group(int(rec["pgid"]), grace=2.0)
             with contextlib.suppress(OSError), open(run.cmd.log, "a", encoding="utf-8") as log:
                 log.write("=== cancelled: the launcher killed the command's process group\n")
+    for run in running.values():
+        if run.cmd.cancel:
+            Path(run.cmd.cancel).unlink(missing_ok=True)
 
 
 @dataclass
@@ -140,8 +159,10 @@ class Launch:
             gpus=res.gpus,
             log=str(log_dir / f"{name}.log"),
             record=str(log_dir / f"{name}.json"),
+            cancel=str(log_dir / f"{name}.cancel"),
         )
         Path(cmd.record).unlink(missing_ok=True)
+        Path(cmd.cancel).unlink(missing_ok=True)
         task = self.task.options(name=name, num_cpus=res.cpus, num_gpus=res.gpus, max_retries=0)
         self.running[task.remote(cmd, attempt)] = _Running(name, attempt, time.time(), cmd)
 

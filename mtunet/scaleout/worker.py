@@ -6,8 +6,12 @@ GPUs Ray gave the task (``CUDA_VISIBLE_DEVICES``, empty for a run without GPUs) 
 threads (:meth:`~mtunet.scaleout.resources.RunResources.environment`). Its stdout and stderr go
 to ``logs/study/<stage>.log``; ``logs/study/<stage>.json`` says where and when it ran.
 
-The command gets a process group of its own. When the task is cancelled (Ctrl-C or SIGTERM
-in the launcher) the whole group is terminated, DataLoader workers included, and on Linux the
+The command gets a process group of its own. On Ctrl-C or SIGTERM the launcher writes the
+stage's ``logs/study/<stage>.cancel`` file (every node shares the checkout); the task sees it
+within half a second, terminates the whole group, DataLoader workers included, and returns
+its record as ``cancelled``. A task still queued when the file appears returns at once
+without running anything. Ray's own cancellation (``ray.cancel``) is left to the launcher's
+last resort: in Ray 2.60 it can race a task's reply and abort the launcher. On Linux the
 command also dies with the Ray worker that started it, should that worker be killed.
 """
 
@@ -23,7 +27,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from mtunet.fileio import write_json
 
@@ -31,6 +35,8 @@ from mtunet.fileio import write_json
 LOG_DIR = Path("logs") / "study"
 #: Seconds a cancelled command's process group gets between SIGTERM and SIGKILL.
 KILL_GRACE_SECONDS = 10.0
+#: The ``returncode`` of a run stopped by its cancel file or by Ray.
+CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,7 @@ class StageCommand:
         gpus: GPUs the task reserved (0: the command sees none).
         log: Its log file.
         record: Its JSON record (host, process group, GPUs, times, exit status).
+        cancel: A file whose appearance asks the task to stop its command (empty: none).
     """
 
     name: str
@@ -54,6 +61,11 @@ class StageCommand:
     gpus: float = 0.0
     log: str = ""
     record: str = ""
+    cancel: str = ""
+
+    def cancel_requested(self) -> bool:
+        """Whether the launcher has asked this run to stop."""
+        return bool(self.cancel) and os.path.exists(self.cancel)
 
 
 def shell_argv(command: str) -> list[str]:
@@ -71,14 +83,22 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def kill_group(pgid: int, grace: float = KILL_GRACE_SECONDS) -> None:
-    """SIGTERM the process group ``pgid``, then SIGKILL whatever is left after ``grace`` s."""
+def kill_group(
+    pgid: int, grace: float = KILL_GRACE_SECONDS, leader: subprocess.Popen[Any] | None = None
+) -> None:
+    """SIGTERM the process group ``pgid``, then SIGKILL whatever is left after ``grace`` s.
+
+    ``leader``, the group's first process when it is our child, is reaped as it ends: a
+    zombie still counts as a member and would hold the wait for the whole grace period.
+    """
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
+        if leader is not None:
+            leader.poll()
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
@@ -88,15 +108,29 @@ def kill_group(pgid: int, grace: float = KILL_GRACE_SECONDS) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _wait(proc: subprocess.Popen[Any]) -> int:
-    """The command's exit status, waiting in short naps: Ray cancels a task by raising
-    KeyboardInterrupt between two Python instructions, which one long wait would delay
-    until the command ends."""
+def _wait(proc: subprocess.Popen[Any], cmd: StageCommand) -> int | None:
+    """The command's exit status, or None once its cancel file appears. It waits in short
+    naps, to look for that file and because Ray cancels a task by raising KeyboardInterrupt
+    between two Python instructions, which one long wait would delay until the command ends."""
     while True:
         try:
             return proc.wait(timeout=0.5)
         except subprocess.TimeoutExpired:
-            continue
+            if cmd.cancel_requested():
+                return None
+
+
+def _stop(proc: subprocess.Popen[Any], log: TextIO, why: str) -> None:
+    """Kill the command's process group, saying so in its log."""
+    # Said before the kill: a worker force-cancelled during the grace period leaves this
+    # line in the log all the same.
+    log.write(f"=== cancelled ({why}): killing the command's process group\n")
+    log.flush()
+    kill_group(proc.pid, leader=proc)
+    with contextlib.suppress(Exception):
+        proc.wait(timeout=1)
+    log.write("=== the command's process group was killed\n")
+    log.flush()
 
 
 def stage_environment(cmd: StageCommand) -> dict[str, str]:
@@ -109,10 +143,11 @@ def stage_environment(cmd: StageCommand) -> dict[str, str]:
 
 
 def run_stage(cmd: StageCommand, attempt: int = 1) -> dict[str, Any]:
-    """Run the stage's commands; returns its record (``returncode`` 0 on success).
+    """Run the stage's commands; returns its record (``returncode`` 0 on success,
+    :data:`CANCELLED` when its cancel file appeared).
 
     Raises:
-        KeyboardInterrupt: The task was cancelled; the command's process group is gone.
+        KeyboardInterrupt: Ray cancelled the task; the command's process group is gone.
     """
     env = stage_environment(cmd)
     record: dict[str, Any] = {
@@ -135,8 +170,12 @@ def run_stage(cmd: StageCommand, attempt: int = 1) -> dict[str, Any]:
             f"{record['threads']} thread(s), {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
         )
         log.flush()
-        returncode = 0
+        returncode: int | str = 0
         for command in cmd.commands:
+            if cmd.cancel_requested():
+                returncode = CANCELLED
+                log.write("=== cancelled before it started\n")
+                break
             log.write(f"> {command}\n")
             log.flush()
             proc = subprocess.Popen(
@@ -153,20 +192,18 @@ def run_stage(cmd: StageCommand, attempt: int = 1) -> dict[str, Any]:
             if cmd.record:
                 write_json(cmd.record, record)
             try:
-                returncode = _wait(proc)
+                code = _wait(proc, cmd)
             except BaseException:
-                # Said before the kill: a worker force-cancelled during the grace period
-                # leaves this line in the log all the same.
-                log.write("=== cancelled: killing the command's process group\n")
-                log.flush()
-                kill_group(proc.pid)
-                with contextlib.suppress(Exception):
-                    proc.wait(timeout=1)
-                log.write("=== the command's process group was killed\n")
-                record.update(ended=time.time(), returncode="cancelled")
+                _stop(proc, log, "by Ray")
+                record.update(ended=time.time(), returncode=CANCELLED)
                 if cmd.record:
                     write_json(cmd.record, record)
                 raise
+            if code is None:
+                _stop(proc, log, "by the launcher")
+                returncode = CANCELLED
+                break
+            returncode = code
             if returncode != 0:
                 break
         record.update(ended=time.time(), returncode=returncode)
