@@ -52,17 +52,28 @@ def _run(cmd: list[str], cwd: Path) -> str:
     return proc.stdout
 
 
+def make_repo(root: Path, files: dict[str, str]) -> Path:
+    """A git and DVC repository at ``root`` holding ``files`` (path: text), committed."""
+    for name, text in files.items():
+        (root / name).write_text(text)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    _run(["git", "init", "-q"], root)
+    _run([sys.executable, "-m", "dvc", "init", "-q"], root)
+    _run([*git, "add", "-A"], root)
+    _run([*git, "commit", "-qm", "toy"], root)
+    return root
+
+
 @pytest.fixture
 def toy(tmp_path: Path) -> Path:
-    (tmp_path / "dvc.yaml").write_text(DVC_YAML)
-    (tmp_path / "step.py").write_text(STEP)
-    (tmp_path / "params.yaml").write_text("resources:\n  train: {gpus: 0.5, cpus: 1}\n")
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    _run(["git", "init", "-q"], tmp_path)
-    _run([sys.executable, "-m", "dvc", "init", "-q"], tmp_path)
-    _run([*git, "add", "-A"], tmp_path)
-    _run([*git, "commit", "-qm", "toy"], tmp_path)
-    return tmp_path
+    return make_repo(
+        tmp_path,
+        {
+            "dvc.yaml": DVC_YAML,
+            "step.py": STEP,
+            "params.yaml": "resources:\n  train: {gpus: 0.5, cpus: 1}\n",
+        },
+    )
 
 
 def test_graph_order_upstream_and_propagated_staleness(toy: Path) -> None:
