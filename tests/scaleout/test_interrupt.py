@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from test_graph_plan import make_repo
+from test_study_run import _alive
 
 DVC_YAML = """\
 stages:
@@ -32,15 +33,6 @@ time.sleep(600)
 pathlib.Path("out").mkdir(exist_ok=True)
 pathlib.Path(f"out/{sys.argv[1]}.txt").write_text(sys.argv[1])
 """
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as fh:  # a zombie is dead, only not yet reaped
-        return fh.read().split(")")[-1].split()[0] != "Z"
 
 
 @pytest.mark.slow

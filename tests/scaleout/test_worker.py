@@ -3,7 +3,6 @@ fallback to Ray's cancel. Ray itself is faked here; ``test_study_run.py`` runs i
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from test_study_run import _alive
 
 from mtunet.scaleout.runner import cancel_tasks
 from mtunet.scaleout.worker import CANCELLED, StageCommand, kill_group, run_stage
@@ -29,14 +30,6 @@ def _sleeper(tmp_path: Path) -> StageCommand:
     )
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 def test_the_cancel_file_stops_the_command_and_the_task_returns(tmp_path: Path) -> None:
     cmd = _sleeper(tmp_path)
     result: dict[str, Any] = {}
@@ -52,7 +45,7 @@ def test_the_cancel_file_stops_the_command_and_the_task_returns(tmp_path: Path) 
     worker.join(timeout=60)
     assert not worker.is_alive()
     assert result["returncode"] == CANCELLED and result["pgid"] == pid
-    assert _gone(pid)
+    assert not _alive(pid)
     assert not (tmp_path / "second").exists()  # the later command never ran
     log = Path(cmd.log).read_text()
     assert "=== cancelled (by the launcher): killing the command's process group" in log
