@@ -19,7 +19,12 @@ from mtunet.scaleout.worker import CANCELLED, StageCommand, kill_group, run_stag
 
 def _sleeper(tmp_path: Path) -> StageCommand:
     pid = tmp_path / "pid"
-    code = f"import os, time; open({str(pid)!r}, 'w').write(str(os.getpid())); time.sleep(600)"
+    # pid and process group: a shell that forks instead of exec'ing the last command (CI's
+    # did) leaves the shell, not this process, as the group's leader.
+    code = (
+        f"import os, time; open({str(pid)!r}, 'w').write(f'{{os.getpid()}} {{os.getpgrp()}}'); "
+        "time.sleep(600)"
+    )
     return StageCommand(
         name="train@x",
         commands=(f'{sys.executable} -c "{code}"', f"touch {tmp_path / 'second'}"),
@@ -40,11 +45,11 @@ def test_the_cancel_file_stops_the_command_and_the_task_returns(tmp_path: Path) 
     while not pid_file.is_file() or not pid_file.read_text():
         assert time.monotonic() < deadline and worker.is_alive()
         time.sleep(0.1)
-    pid = int(pid_file.read_text())
+    pid, pgid = map(int, pid_file.read_text().split())
     Path(cmd.cancel).touch()
     worker.join(timeout=60)
     assert not worker.is_alive()
-    assert result["returncode"] == CANCELLED and result["pgid"] == pid
+    assert result["returncode"] == CANCELLED and result["pgid"] == pgid
     assert not _alive(pid)
     assert not (tmp_path / "second").exists()  # the later command never ran
     log = Path(cmd.log).read_text()
