@@ -203,11 +203,13 @@ def _cost_child(kernels: str, steps: int, warmup: int) -> dict[str, Any]:
     import torch
     from train_speed import configurations, time_training
 
-    from mtunet.config import load_params
+    from mtunet.config import load_params, train_section
     from mtunet.training import TrainConfig
     from mtunet.training.build import make_optimizer
 
-    cfg = TrainConfig.from_dict(load_params(ROOT / "params.yaml")["train"]).resolved()
+    cfg = TrainConfig.from_dict(
+        train_section(load_params(ROOT / "params.yaml"), "synapse")
+    ).resolved()
     model_cfg, batch = configurations(ROOT / "params.yaml")["default"]
     timing = time_training(
         dataclasses.replace(model_cfg),

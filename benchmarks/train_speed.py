@@ -39,7 +39,7 @@ import torch
 from machine import machine_info, merge_rows  # benchmarks/ is the script's folder, on sys.path
 from torch import nn
 
-from mtunet.config import load_params
+from mtunet.config import load_params, train_section
 from mtunet.fileio import write_json
 from mtunet.inference import predict_volume, resolve_device
 from mtunet.losses import CEDiceLoss
@@ -64,7 +64,8 @@ def configurations(params_path: Path) -> dict[str, tuple[MTUNetConfig, int]]:
     if params_path.is_file():
         params = load_params(params_path)
         model_cfg = ModelSpec.from_params(params.get("model")).config
-        batch = int(TrainConfig.from_dict(params.get("train"), "train").resolved().batch_size)
+        train = train_section(params, "synapse")
+        batch = int(TrainConfig.from_dict(train, "train").resolved().batch_size)
     return {
         "default": (dataclasses.replace(model_cfg, num_classes=9, in_channels=1), batch),
         "paper": (MTUNetConfig(img_size=224, num_classes=9), 12),

@@ -66,11 +66,11 @@ VARIANTS = ("baseline", *CURRENT)
 
 def _current(variant: str, img_size: int, steps: int, warmup: int) -> dict[str, Any]:
     """Time this checkout's training step in this (fresh) process."""
-    from mtunet.config import load_params
+    from mtunet.config import load_params, train_section
     from mtunet.numerics import pin_cpu_kernels
 
     params = load_params(ROOT / "params.yaml")
-    train = dict(params["train"], **CURRENT[variant])
+    train = dict(train_section(params, "synapse"), **CURRENT[variant])
     # Before any arithmetic, as the training stage does.
     kernels = pin_cpu_kernels(train.get("cpu_kernels", "native"))
 

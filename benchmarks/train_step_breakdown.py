@@ -163,11 +163,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.img_size < 8 or args.img_size % 8:
         p.error(f"--img-size: must be a positive multiple of 8, got {args.img_size}")
 
-    from mtunet.config import load_params
+    from mtunet.config import load_params, train_section
     from mtunet.numerics import pin_cpu_kernels
 
     params = load_params(args.params)
-    train = dict(params["train"])
+    train = train_section(params, "synapse")
     if args.cpu_kernels is not None:
         train["cpu_kernels"] = args.cpu_kernels
     # Before any arithmetic, as the training stage does.

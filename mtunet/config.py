@@ -183,6 +183,34 @@ def load_params(path: str | os.PathLike[str] = "params.yaml") -> dict[str, Any]:
     return params
 
 
+def train_section(params: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+    """The ``train`` section as one dataset's runs read it.
+
+    ``train.epochs`` is a number for every dataset or a mapping dataset -> epochs (the quick
+    default trains the cardiac phantoms, whose structures are learnt sooner, for fewer).
+
+    Raises:
+        ValueError: Naming ``train.epochs`` when the mapping lacks ``dataset`` or names a
+            dataset that ``datasets`` does not hold.
+    """
+    section = dict(params.get("train") or {})
+    epochs = section.get("epochs")
+    if isinstance(epochs, Mapping):
+        known = list(params.get("datasets") or {})
+        stray = sorted(set(epochs) - set(known))
+        if stray:
+            raise ValueError(
+                f"train.epochs: {stray} not a dataset of the datasets section ({known})"
+            )
+        if dataset not in epochs:
+            raise ValueError(
+                f"train.epochs: no entry for {dataset!r} (it has {sorted(epochs)}); give "
+                "one number of epochs for every dataset or one per dataset"
+            )
+        section["epochs"] = epochs[dataset]
+    return section
+
+
 def check(condition: bool, where: str, message: str) -> None:
     """Raise ``ValueError(f"{where}: {message}")`` unless ``condition`` holds."""
     if not condition:

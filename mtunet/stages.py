@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mtunet.config import load_params
+from mtunet.config import load_params, train_section
 
 if TYPE_CHECKING:  # imported where used: phantoms and preprocess must not depend on models
     from mtunet.study import RunPaths, StudyConfig
@@ -135,7 +135,7 @@ def run_train(
     from mtunet.training import TrainConfig, train
 
     study, run = _run(params, dataset, variant, seed, root)
-    section = dict(params.get("train") or {})
+    section = train_section(params, dataset)
     if "seed" in section:
         raise ValueError(
             "train.seed: the study's training seeds are study.seeds (one run per seed); "

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import pytest
 import yaml
 
-from mtunet.config import check, from_dict, load_params, load_yaml, to_dict
+from mtunet.config import check, from_dict, load_params, load_yaml, to_dict, train_section
 
 
 @dataclass(frozen=True)
@@ -184,3 +184,16 @@ def test_threads_are_checked_where_they_are_read(section: str) -> None:
     assert cls.from_dict({"threads": None}, section).threads is None
     with pytest.raises(ValueError, match=r"threads: must be an integer >= 1, or null"):
         cls.from_dict({"threads": 0}, section)
+
+
+def test_train_section_resolves_per_dataset_epochs() -> None:
+    params = {"datasets": {"synapse": {}, "acdc": {}}, "train": {"epochs": 35, "lr": 0.002}}
+    assert train_section(params, "acdc") == {"epochs": 35, "lr": 0.002}
+    params["train"]["epochs"] = {"synapse": 35, "acdc": 20}
+    assert train_section(params, "acdc") == {"epochs": 20, "lr": 0.002}
+    assert train_section(params, "synapse")["epochs"] == 35
+    assert params["train"]["epochs"] == {"synapse": 35, "acdc": 20}  # not modified
+    with pytest.raises(ValueError, match=r"train\.epochs: no entry for 'acdc'"):
+        train_section({**params, "train": {"epochs": {"synapse": 35}}}, "acdc")
+    with pytest.raises(ValueError, match=r"train\.epochs: \['acdcc'\] not a dataset"):
+        train_section({**params, "train": {"epochs": {"synapse": 3, "acdcc": 2}}}, "synapse")

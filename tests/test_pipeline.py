@@ -156,6 +156,7 @@ def test_dvc_study_end_to_end(tmp_path: Path) -> None:
     study = _clone(tmp_path)
     params_path = study / "params.yaml"
     params = _tiny_params(yaml.safe_load(params_path.read_text()))
+    params["train"]["epochs"] = {"synapse": 2, "acdc": 1}  # per dataset, as the quick default
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
 
     env = dict(os.environ)
@@ -191,6 +192,8 @@ def test_dvc_study_end_to_end(tmp_path: Path) -> None:
         assert len(metrics["per_class"]) == n_classes
         assert metrics["model_selection"]["rule"] == ("best_val" if ds == "acdc" else "last")
         assert metrics["data_source"] == "synthetic"
+        trained = json.loads((study / "models" / ds / "unet" / "seed1" / "train.json").read_text())
+        assert trained["epochs_completed"] == params["train"]["epochs"][ds]
         assert 0.0 <= metrics["threshold_baseline"]["dsc"] <= 100.0
         assert set(metrics["models"]) == {"mtunet", "unet"}
         assert set(metrics["ablations"]) == {"win_size_2"}

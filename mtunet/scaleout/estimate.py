@@ -156,7 +156,8 @@ class Durations:
 
     Args:
         root: The study root.
-        epochs: Epochs of every training run (the resolved ``train.epochs``).
+        epochs: Epochs of every training run, or dataset -> epochs (the resolved
+            ``train.epochs``).
         epoch_seconds: Given per-epoch times: dataset -> seconds, ``"*"`` for every dataset.
         records: Folder of the launcher's per-stage records (``logs/study``).
     """
@@ -164,7 +165,7 @@ class Durations:
     def __init__(
         self,
         root: Path,
-        epochs: int,
+        epochs: int | Mapping[str, int],
         epoch_seconds: Mapping[str, float] | None = None,
         records: Path | None = None,
     ) -> None:
@@ -209,7 +210,8 @@ class Durations:
             per_epoch, source = self.epoch_seconds(run[0], run[1])
             if per_epoch is None:
                 return None, source
-            return self.epochs * per_epoch, f"{self.epochs} x {per_epoch:.3g} s, {source}"
+            n = self.epochs if isinstance(self.epochs, int) else self.epochs[run[0]]
+            return n * per_epoch, f"{n} x {per_epoch:.3g} s, {source}"
         if name in self._stage_seconds:
             return self._stage_seconds[name], "measured"
         group = name.split("@", 1)[0]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtunet.config import load_params
+from mtunet.config import load_params, train_section
 from mtunet.scaleout.estimate import Durations, Job, Schedule, format_seconds, schedule
 from mtunet.scaleout.graph import StageInfo, StudyRepo, stale_stages
 from mtunet.scaleout.resources import ResourcesConfig
@@ -53,12 +53,16 @@ class Plan:
     schedule: Schedule
 
 
-def train_epochs(params: Mapping[str, Any]) -> int:
-    """Epochs of the study's training runs (``train`` with its preset filled in)."""
+def train_epochs(params: Mapping[str, Any]) -> dict[str, int]:
+    """Epochs of each dataset's training runs (``train`` with its preset filled in)."""
     from mtunet.training.config import TrainConfig
 
-    section = {k: v for k, v in dict(params.get("train") or {}).items() if k != "seed"}
-    return int(TrainConfig.from_dict(section, "train").resolved().epochs)  # type: ignore[arg-type]
+    out = {}
+    for dataset in params.get("datasets") or {}:
+        section = {k: v for k, v in train_section(params, dataset).items() if k != "seed"}
+        cfg = TrainConfig.from_dict(section, "train").resolved()
+        out[str(dataset)] = int(cfg.epochs)  # type: ignore[arg-type]
+    return out
 
 
 def make_plan(

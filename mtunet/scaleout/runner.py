@@ -27,6 +27,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -120,7 +121,7 @@ class Launch:
         ray: Any,
         repo: StudyRepo,
         resources: ResourcesConfig,
-        epochs: int,
+        epochs: Mapping[str, int],
         max_retries: int,
         stream: TextIO,
     ) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from mtunet.scaleout.estimate import Durations, Job, format_seconds, parse_run, schedule
+from mtunet.scaleout.plan import train_epochs
 
 
 def test_runs_spread_over_the_gpus_in_order() -> None:
@@ -85,6 +86,9 @@ def test_durations_given_then_measured_then_other_variants(tmp_path: Path) -> No
     given = Durations(tmp_path, 100, {"*": 2.0, "acdc": 1.0})
     assert given.seconds("train@synapse-unet-1", "train")[0] == 200.0
     assert given.seconds("train@acdc-unet-1", "train")[0] == 100.0
+    per_dataset = Durations(tmp_path, {"synapse": 30, "acdc": 20}, {"*": 2.0})
+    assert per_dataset.seconds("train@synapse-unet-1", "train") == (60.0, "30 x 2 s, given")
+    assert per_dataset.seconds("train@acdc-unet-1", "train")[0] == 40.0
 
 
 def test_durations_of_other_stages_come_from_launcher_records(tmp_path: Path) -> None:
@@ -107,3 +111,10 @@ def test_format_seconds() -> None:
     assert format_seconds(42.4) == "42 s"
     assert format_seconds(725) == "12 min 05 s"
     assert format_seconds(3600 * 2 + 120) == "2 h 02 min"
+
+
+def test_train_epochs_per_dataset_with_the_preset_filled_in() -> None:
+    datasets = {"synapse": {}, "acdc": {}}
+    assert train_epochs({"datasets": datasets, "train": {}}) == {"synapse": 100, "acdc": 100}
+    per_dataset = {"datasets": datasets, "train": {"epochs": {"synapse": 35, "acdc": 20}}}
+    assert train_epochs(per_dataset) == {"synapse": 35, "acdc": 20}
