@@ -16,6 +16,7 @@ from mtunet.data.synthetic import (
     SynapsePhantomConfig,
     phantom_config,
     synapse_case,
+    write_acdc_phantoms,
     write_phantoms,
 )
 
@@ -66,8 +67,10 @@ def test_acdc_phantoms(tmp_path: Path) -> None:
     gt_es = np.asarray(nib.load(folder / f"{name}_frame{es:02d}_gt.nii.gz").dataobj)
     assert set(np.unique(gt_ed).tolist()) == {0, 1, 2, 3}
     assert (gt_es == 3).sum() < 0.8 * (gt_ed == 3).sum()  # contraction
-    write_phantoms("acdc", ACDC, tmp_path / "b")
-    assert tree_bytes(tmp_path / "a") == tree_bytes(tmp_path / "b")
+    # The stage draws patients in several processes; one process writes the same bytes.
+    write_acdc_phantoms(ACDC, tmp_path / "b", workers=1)
+    write_acdc_phantoms(ACDC, tmp_path / "c", workers=3)
+    assert tree_bytes(tmp_path / "a") == tree_bytes(tmp_path / "b") == tree_bytes(tmp_path / "c")
 
 
 def test_phantom_config_errors() -> None:

@@ -13,6 +13,9 @@ papillary muscles sit in the LV cavity, and every border is blurred by partial v
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ProcessPoolExecutor
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -259,43 +262,61 @@ def acdc_patient(cfg: AcdcPhantomConfig, patient: int) -> dict[str, Any]:
     }
 
 
-def write_acdc_phantoms(cfg: AcdcPhantomConfig, out_dir: str | Path) -> dict[str, Any]:
-    """Write ``training/patientXXX/`` folders (Info.cfg, _4d, frameNN, frameNN_gt)."""
+def _write_patient(cfg: AcdcPhantomConfig, num: int, out: Path) -> dict[str, Any]:
+    """Draw and write ``training/patientXXX/``; its entry of ``phantoms.json``."""
+    pat = acdc_patient(cfg, num)
+    name = patient_name(num)
+    folder = out / "training" / name
+    dz, dy, dx = pat["spacing"]
+    affine = np.diag([dx, dy, dz, 1.0])
+    # Stored (X=W, Y=H, Z) as the ACDC files are; "voxel" orientation reads it back.
+    cine = pat["cine"].transpose(3, 2, 1, 0)  # (T, Z, H, W) -> (W, H, Z, T)
+    save_nifti(folder / f"{name}_4d.nii.gz", cine, affine)
+    for frame in (pat["ed"], pat["es"]):
+        save_nifti(folder / f"{name}_frame{frame:02d}.nii.gz", cine[..., frame - 1], affine)
+        gt = pat["labels"][frame - 1].transpose(2, 1, 0)
+        save_nifti(folder / f"{name}_frame{frame:02d}_gt.nii.gz", gt, affine)
+    info = (
+        f"ED: {pat['ed']}\nES: {pat['es']}\nGroup: {pat['group']}\n"
+        f"Height: {pat['height']}\nNbFrame: {cfg.n_frames}\nWeight: {pat['weight']}\n"
+    )
+    write_text(folder / "Info.cfg", info)
+    return {
+        "ED": pat["ed"],
+        "ES": pat["es"],
+        "group": pat["group"],
+        "shape": list(pat["cine"].shape[1:]),
+        "spacing": list(pat["spacing"]),
+    }
+
+
+def write_acdc_phantoms(
+    cfg: AcdcPhantomConfig, out_dir: str | Path, workers: int | None = None
+) -> dict[str, Any]:
+    """Write ``training/patientXXX/`` folders (Info.cfg, _4d, frameNN, frameNN_gt).
+
+    Args:
+        cfg: The phantoms' config.
+        out_dir: Root of the raw layout.
+        workers: Processes drawing patients at once (None: one per CPU core). Each patient
+            draws from its own seed, so the files are the same bytes for any count.
+    """
     out = Path(out_dir)
     train, val, test = cfg.patient_ids()
-    patients = {}
-    for num in sorted(train + val + test):
-        pat = acdc_patient(cfg, num)
-        name = patient_name(num)
-        folder = out / "training" / name
-        dz, dy, dx = pat["spacing"]
-        affine = np.diag([dx, dy, dz, 1.0])
-        # Stored (X=W, Y=H, Z) as the ACDC files are; "voxel" orientation reads it back.
-        cine = pat["cine"].transpose(3, 2, 1, 0)  # (T, Z, H, W) -> (W, H, Z, T)
-        save_nifti(folder / f"{name}_4d.nii.gz", cine, affine)
-        for frame in (pat["ed"], pat["es"]):
-            save_nifti(folder / f"{name}_frame{frame:02d}.nii.gz", cine[..., frame - 1], affine)
-            gt = pat["labels"][frame - 1].transpose(2, 1, 0)
-            save_nifti(folder / f"{name}_frame{frame:02d}_gt.nii.gz", gt, affine)
-        info = (
-            f"ED: {pat['ed']}\nES: {pat['es']}\nGroup: {pat['group']}\n"
-            f"Height: {pat['height']}\nNbFrame: {cfg.n_frames}\nWeight: {pat['weight']}\n"
-        )
-        write_text(folder / "Info.cfg", info)
-        patients[name] = {
-            "ED": pat["ed"],
-            "ES": pat["es"],
-            "group": pat["group"],
-            "shape": list(pat["cine"].shape[1:]),
-            "spacing": list(pat["spacing"]),
-        }
+    nums = sorted(train + val + test)
+    workers = min(len(nums), workers or os.cpu_count() or 1)
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            entries = list(pool.map(_write_patient, repeat(cfg), nums, repeat(out)))
+    else:
+        entries = [_write_patient(cfg, num, out) for num in nums]
     summary = {
         "name": "acdc",
         "config": cfg.to_dict(),
         "train_patients": [patient_name(p) for p in train],
         "val_patients": [patient_name(p) for p in val],
         "test_patients": [patient_name(p) for p in test],
-        "patients": patients,
+        "patients": {patient_name(n): e for n, e in zip(nums, entries, strict=True)},
     }
     write_json(out / "phantoms.json", summary)
     return summary
