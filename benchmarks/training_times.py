@@ -3,7 +3,7 @@
 Reads every ``models/<ds>/<variant>/seed<seed>/train.json`` of a workspace whose study has
 run (``dvc repro``) and keeps, per run, the seconds of each epoch, their sum, the schedule
 (epochs, learning rate), the last epoch's training Dice per class (whether a small organ was
-learnt), the kernels, threads and denormal setting it ran with, and the processor. A run whose
+learnt), the validation Dice of every epoch (where the split has validation cases), the kernels, threads and denormal setting it ran with, and the processor. A run whose
 epochs slow down as it trains (denormal numbers on some CPUs, docs/reproducibility.md) shows
 it here, which the stage times of ``study_time.py`` cannot. Rows are stored under
 ``--label`` (one label per study measured), merged with the file's other labels. Writes
@@ -55,6 +55,8 @@ def run_rows(files: dict[str, Path], label: str) -> list[dict[str, Any]]:
                 "epochs": cfg.get("epochs"),
                 "lr": cfg.get("lr"),
                 "final_train_dice": (info.get("history") or [{}])[-1].get("train_dice"),
+                # Per epoch; None where the run did not validate (no validation split).
+                "val_dice": [e.get("val_dice") for e in info.get("history", [])],
                 "cpu_kernels": cfg.get("cpu_kernels"),
                 "threads": machine.get("threads"),
                 # Absent from runs made before the setting existed: denormals were kept.
