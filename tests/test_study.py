@@ -91,14 +91,15 @@ def test_kind_and_seed_errors() -> None:
 )
 def test_shipped_configurations_are_valid(path: str) -> None:
     """Every params file the README tells users to copy builds every run it declares."""
-    from mtunet.config import load_params
+    from mtunet.config import load_params, train_section
     from mtunet.evaluation import EvalConfig
     from mtunet.training import TrainConfig
 
     params = load_params(Path(__file__).resolve().parents[1] / path)
     study = StudyConfig.from_dict(params["study"])
     assert "seed" not in params["train"], "seeds come from study.seeds"
-    TrainConfig.from_dict(params["train"])
+    for dataset in params["datasets"]:  # train.epochs may be one number per dataset
+        TrainConfig.from_dict(train_section(params, dataset))
     EvalConfig.from_dict(params["evaluate"])
     for variant in study.variants:
         spec = study.spec(params["model"], variant)
