@@ -397,3 +397,48 @@ def study_time(doc: Doc) -> str:
         ]
     )
     return markdown_table(header, body)
+
+
+def _dvc_command(command: str) -> str:
+    """``repro -f -s a b c`` as ``dvc repro -f -s`` and its number of stages."""
+    words = command.split()
+    if words[:3] == ["repro", "-f", "-s"]:
+        return f"`dvc repro -f -s` ({len(words) - 3} stages)"
+    return f"`dvc {command}`"
+
+
+def dvc_overhead(doc: Doc) -> str:
+    """``dvc_overhead.json``: per DVC command and YAML parser, the median wall time and the
+    DVC process's own CPU time over the rounds, and the pure parser's CPU over the C one's."""
+    parsers = {"c": "C (`ruamel.yaml.clib`)", "pure": "pure Python"}
+    header = ["command", "YAML parser", "wall (s)", "DVC's own CPU (s)", "pure / C"]
+    body = [
+        [
+            _dvc_command(r["command"]),
+            parsers.get(r["parser"], r["parser"]),
+            f"{r['wall_seconds']:.2f}",
+            f"{r['dvc_cpu_seconds']:.2f}",
+            ratio(r["pure_over_c_dvc_cpu"]) if "pure_over_c_dvc_cpu" in r else "",
+        ]
+        for r in doc["rows"]
+    ]
+    return markdown_table(header, body)
+
+
+def dvc_overhead_locks(doc: Doc) -> str:
+    """``dvc_overhead.json``: one load of each ``dvc.lock`` per parser, and one dump."""
+    header = ["`dvc.lock`", "KB", "stages", "safe, C (s)", "safe, pure (s)", "round trip (s)",
+              "round-trip dump (s)"]  # fmt: skip
+    body = [
+        [
+            lk["lock"] if lk["lock"] == "working tree" else f"`{lk['lock'][:7]}`",
+            f"{lk['bytes'] / 1024:.0f}",
+            str(lk["stages"]),
+            f"{lk['safe_c']:.3f}",
+            f"{lk['safe_pure']:.3f}",
+            f"{lk['round_trip']:.3f}",
+            f"{lk['round_trip_dump']:.3f}",
+        ]
+        for lk in doc["locks"]
+    ]
+    return markdown_table(header, body)

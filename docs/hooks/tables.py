@@ -75,6 +75,8 @@ TABLES: dict[str, Table] = {
     "loader_speed": _result("loader_speed", speed.loader_speed),
     "study_time": _result("study_time", speed.study_time),
     "study_time_intel_xeon": _result("study_time_intel_xeon", speed.study_time),
+    "dvc_overhead": _result("dvc_overhead", speed.dvc_overhead),
+    "dvc_overhead_locks": _result("dvc_overhead", speed.dvc_overhead_locks),
     "loader_workers": _result("loader_speed", speed.loader_workers),
     "cpu_reproducibility": _result("cpu_reproducibility", results.cpu_reproducibility),
     "cpu_reproducibility_trace": _result("cpu_reproducibility", results.cpu_reproducibility_trace),
