@@ -4,9 +4,9 @@ A network late in training computes with many denormal (subnormal) floats, which
 handle in microcode at many times the normal cost. This times one Adam step of a trained
 checkpoint (``model.pt`` or ``last.pt``: its weights and, where held, its optimizer state) on
 a random batch at the checkpoint's input size, in a fresh process per setting: ``default``
-(denormals kept) and ``flush`` (``torch.set_flush_denormal(True)`` before the first
-computation, so the OpenMP threads created afterwards inherit it), each with freshly
-initialised weights beside. Kernels are pinned as the checkpoint's run pinned them, threads
+(denormals kept) and ``flush`` (flushed), each set by ``mtunet.numerics.pin_denormals`` as
+training sets it, which checks every thread and returns the mode recorded as ``denormals``,
+with freshly initialised weights beside. Kernels are pinned as the checkpoint's run pinned them, threads
 as ``--threads``. Prints a table (median ms per step) and writes
 ``benchmarks/results/denormal_step.json`` (sorted keys) with the machine. Usage::
 
@@ -32,23 +32,24 @@ SETTINGS = ("default", "flush")
 
 
 def child(checkpoint: Path, setting: str, threads: int, steps: int, warmup: int) -> dict:
-    """Median seconds per step of the trained and of fresh weights under one setting."""
+    """Median seconds per step of the trained and of fresh weights under one setting, and
+    how the process's threads computed denormals (``denormals``, as training records it)."""
     import torch
 
-    from mtunet.numerics import pin_cpu_kernels
+    from mtunet.numerics import pin_cpu_kernels, pin_denormals
 
     ck = torch.load(checkpoint, weights_only=True, map_location="cpu")
     pin_cpu_kernels(ck["train_config"].get("cpu_kernels", "native"))
-    if setting == "flush":
-        torch.set_flush_denormal(True)
     torch.set_num_threads(threads)
+    # As training sets it, and checked on every thread: "mixed" would time neither setting.
+    denormals = pin_denormals(setting == "flush")
     from mtunet.losses import CEDiceLoss
     from mtunet.model import MTUNetConfig
     from mtunet.model.registry import ModelSpec
 
     cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in ck["model_config"].items()}
     model_cfg = MTUNetConfig(**cfg)
-    out: dict[str, float] = {}
+    out: dict[str, float | str] = {"denormals": denormals}
     for weights in ("trained", "fresh"):
         torch.manual_seed(0)
         net = ModelSpec(ck["model_name"], {}, model_cfg).build()

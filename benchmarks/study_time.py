@@ -14,6 +14,12 @@ Each run also checks that its ``metrics/`` came out as the revision committed th
 byte (``git status`` of ``metrics/`` in the clone): a speed-up that changed the study's
 numbers shows there.
 
+The host's speed is measured around each run: ``--probe-steps`` training steps of the quick
+MT-UNet (this checkout's ``params.yaml``, 2 threads; ``benchmarks/train_speed.py``) before
+and after it, their median in ms per step (``probe_ms_per_step``). The same bits took 1.6x
+as long on one virtual machine from one hour to the next, so a study's seconds say little
+without the speed the host had while it ran (``--probe-steps 0`` skips the probe).
+
 Run it alone on the machine: two CPU-heavy jobs at once each run up to 5x slower. It prints
 a table (seconds per stage and revision) and writes ``benchmarks/results/study_time.json``
 (sorted keys; ``--out`` elsewhere). A whole study takes about 10 minutes on a 2-core CPU.
@@ -144,6 +150,29 @@ def time_study(folder: Path, command: list[str]) -> dict[str, Any]:
     }
 
 
+def probe_ms_per_step(steps: int) -> float:
+    """How fast this host computes now: the median ms of a quick MT-UNet training step.
+
+    Runs ``benchmarks/train_speed.py`` in a fresh process on this checkout's default
+    configuration (``params.yaml``'s model and batch), 2 threads, 3 warm-up steps first: the
+    same work whatever revision is being timed.
+
+    Raises:
+        subprocess.CalledProcessError: The probe failed.
+    """
+    from mtunet.fileio import read_json
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "probe.json"
+        cmd = [sys.executable, str(Path(__file__).resolve().parent / "train_speed.py")]
+        cmd += ["--device", "cpu", "--configs", "default", "--threads", "2"]
+        cmd += ["--steps", str(steps), "--warmup", "3", "--params", str(ROOT / "params.yaml")]
+        # The script also times inference; one small volume keeps that short.
+        cmd += ["--slices", "1", "--slice-size", "64", "--repeats", "1", "--out", str(out)]
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+        return 1000.0 * float(read_json(out)["rows"][0]["train_step_seconds"])
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """Markdown table: seconds per stage (rows) and revision (columns, mean over rounds)."""
     refs = list(dict.fromkeys(r["ref"] for r in rows))
@@ -165,6 +194,13 @@ def table(rows: list[dict[str, Any]]) -> str:
         f"| {s} | " + " | ".join(f"{mean(ref, s):.1f}" for ref in refs) + " |" for s in stages
     ]
     lines.append("| **total** | " + " | ".join(f"**{mean(ref, None):.1f}**" for ref in refs) + " |")
+    probes = [
+        [v for r in rows if r["ref"] == ref for v in r.get("probe_ms_per_step", {}).values()]
+        for ref in refs
+    ]
+    if any(probes):
+        cells = [f"{min(p):.0f} to {max(p):.0f}" if p else "-" for p in probes]
+        lines.append("| probe (ms/step) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -180,9 +216,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=f"{sys.executable} -m dvc repro",
         help="what runs the study in a clone (default: this Python's dvc repro)",
     )
+    p.add_argument(
+        "--probe-steps",
+        type=int,
+        default=10,
+        help="host-speed probe steps before and after each run (0: no probe)",
+    )
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error(f"--rounds: must be >= 1, got {args.rounds}")
+    if args.probe_steps < 0:
+        p.error(f"--probe-steps: must be >= 0, got {args.probe_steps}")
     from machine import machine_info
 
     from mtunet.fileio import write_json
@@ -195,7 +239,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for i, ref in enumerate(args.refs):
                 folder = keep / f"r{round_}_{i}"
                 commit = clone_at(args.repo, ref, folder)
+                probe = {}
+                if args.probe_steps:
+                    probe["before"] = probe_ms_per_step(args.probe_steps)
                 run = time_study(folder, args.command.split())
+                if args.probe_steps:
+                    probe["after"] = probe_ms_per_step(args.probe_steps)
+                    run["probe_ms_per_step"] = probe
                 rows.append({"ref": ref, "commit": commit, "round": round_, **run})
                 print(
                     f"{ref} ({commit[:7]}), round {round_ + 1}: {run['total_seconds']:.0f} s, "
@@ -206,6 +256,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "benchmark": "study_time",
         "machine": machine_info("cpu"),
         "command": args.command.replace(sys.executable, "python"),
+        "probe_steps": args.probe_steps,
         "rounds": args.rounds,
         "rows": rows,
     }

@@ -67,13 +67,14 @@ def run_rows(files: dict[str, Path], label: str) -> list[dict[str, Any]]:
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Read the runs, merge them into ``--out`` under ``--label``; returns what it wrote."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workspace", type=Path, default=ROOT)
     parser.add_argument("--files", type=Path, nargs="+", help="train.json files instead")
     parser.add_argument("--label", required=True, help="names this study in the file")
     parser.add_argument("--out", type=Path, default=RESULT)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     from machine import machine_info, merge_rows
 
@@ -90,11 +91,10 @@ def main() -> None:
         head, tail = sum(e[:5]) / max(1, len(e[:5])), sum(e[-5:]) / max(1, len(e[-5:]))
         print(f"{r['run']:<28} {len(e):>6} {r['train_seconds']:>8.1f} {head:>12.2f} {tail:>11.2f}")
     merged = merge_rows(args.out, "rows", rows, key=lambda r: (r["label"], r["run"]))
-    write_json(
-        args.out,
-        {"benchmark": "training_times", "machine": machine_info("cpu"), "rows": merged},
-    )
+    result = {"benchmark": "training_times", "machine": machine_info("cpu"), "rows": merged}
+    write_json(args.out, result)
     print(f"wrote {args.out}")
+    return result
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ def test_a_timed_run_per_revision_with_its_stages_and_metrics_check(
     out = tmp_path / "study_time.json"
     result = st.main(
         ["--repo", str(toy), "--refs", "same", "HEAD", "--out", str(out),
-         "--keep", str(tmp_path / "clones")]
+         "--keep", str(tmp_path / "clones"), "--probe-steps", "0"]
     )  # fmt: skip
     assert read_json(out)["benchmark"] == "study_time"
     same, other = result["rows"]
@@ -85,6 +85,19 @@ def test_a_timed_run_per_revision_with_its_stages_and_metrics_check(
         assert sum(row["stages"].values()) == pytest.approx(row["total_seconds"])
     assert same["metrics_as_committed"] is True
     assert other["metrics_as_committed"] is False  # its stage wrote other metrics
+    assert "probe_ms_per_step" not in same
+
+
+def test_the_host_speed_is_probed_before_and_after_each_run(toy: Path, tmp_path: Path) -> None:
+    out = tmp_path / "study_time.json"
+    result = st.main(["--repo", str(toy), "--out", str(out), "--probe-steps", "1"])
+    (row,) = result["rows"]
+    probe = row["probe_ms_per_step"]
+    assert set(probe) == {"before", "after"}
+    # A quick MT-UNet training step on a CPU: more than a millisecond, less than a minute.
+    assert all(1.0 < ms < 60_000.0 for ms in probe.values()), probe
+    assert result["probe_steps"] == 1
+    assert "| probe (ms/step) |" in st.table(result["rows"])
 
 
 def test_a_clone_that_imports_another_mtunet_is_refused(toy: Path, tmp_path: Path) -> None:

@@ -160,6 +160,10 @@ def test_study_time_table_follows_the_pipeline_and_averages_rounds() -> None:
     assert lines[4] == "| train@a-m-1 | 86.0 | 61.0 |"  # means of the two rounds
     assert lines[6] == "| **total** | **90** | **65** |"
     assert lines[7] == "| metrics as committed | yes | no |"  # one round of b differed
+    doc["rows"][1]["probe_ms_per_step"] = {"before": 300.4, "after": 410.0}
+    doc["rows"][3]["probe_ms_per_step"] = {"before": 290.0, "after": 350.0}
+    probe = speed.study_time(doc).splitlines()[-1]
+    assert probe == "| host probe (ms per step) | - | 290 to 410 |"  # b's range over its rounds
 
 
 def test_ray_cancel_table_names_the_aborted_launches(tmp_path: Path) -> None:

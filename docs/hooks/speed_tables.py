@@ -363,8 +363,8 @@ STUDY_STEPS = (
 
 def study_time(doc: Doc) -> str:
     """``study_time.json``: seconds per stage of a fresh clone's ``dvc repro``, one column per
-    revision (the mean over its rounds), the total, and whether ``metrics/`` came out as the
-    revision committed it."""
+    revision (the mean over its rounds), the total, whether ``metrics/`` came out as the
+    revision committed it, and the host-speed probe's range where the file has it."""
     rows = doc["rows"]
     commits = list(dict.fromkeys(r["commit"] for r in rows))
     # The file's keys are sorted; the rows follow the pipeline's steps instead (unknown
@@ -396,6 +396,14 @@ def study_time(doc: Doc) -> str:
             ),
         ]
     )
+    # The host's speed around the run (study_time.py's probe), where it was measured.
+    probes = [
+        [v for r in rows if r["commit"] == c for v in r.get("probe_ms_per_step", {}).values()]
+        for c in commits
+    ]
+    if any(probes):
+        cells = [f"{min(p):.0f} to {max(p):.0f}" if p else "-" for p in probes]
+        body.append(["host probe (ms per step)", *cells])
     return markdown_table(header, body)
 
 
