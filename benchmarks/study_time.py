@@ -16,9 +16,9 @@ numbers shows there.
 
 The host's speed is measured around each run: ``--probe-steps`` training steps of the quick
 MT-UNet (this checkout's ``params.yaml``, 2 threads; ``benchmarks/train_speed.py``) before
-and after it, their median in ms per step (``probe_ms_per_step``). The same bits took 1.6x
-as long on one virtual machine from one hour to the next, so a study's seconds say little
-without the speed the host had while it ran (``--probe-steps 0`` skips the probe).
+and after it, their median in ms per step (``probe_ms_per_step``). The same bits took 1.8x
+as long on one virtual machine in two runs started 11 minutes apart, so a study's seconds say
+little without the speed the host had while it ran (``--probe-steps 0`` skips the probe).
 
 Run it alone on the machine: two CPU-heavy jobs at once each run up to 5x slower. It prints
 a table (seconds per stage and revision) and writes ``benchmarks/results/study_time.json``
